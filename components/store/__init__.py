@@ -1,0 +1,1 @@
+"""sidrec step: store."""

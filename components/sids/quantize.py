@@ -1,0 +1,240 @@
+"""Residual quantizers (RQ-KMeans with faiss, RQ-VAE in torch) and collision-free code assignment.
+
+Both quantizers reduce to the same thing at assignment time: a space (the embedding itself, or the RQ-VAE
+latent) and one codebook per level. `assign_unique` then gives every item the best code tuple that no other
+item holds: items are visited from the best-fitting to the worst, and each takes the lowest-error tuple
+still free among a beam of candidates. That is how the map always has 0 collisions with a fixed SID length.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Quantizer:
+    """Codebooks per level in `space`; `encode` maps embeddings to that space (identity for RQ-KMeans)."""
+
+    codebooks: list[np.ndarray]  # each [K, d] float32
+    kind: str = "rqkmeans"
+    encoder_state: dict | None = None  # RQ-VAE encoder weights (numpy) when kind == "rqvae"
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        if self.encoder_state is None:
+            return x.astype(np.float32)
+        h = x @ self.encoder_state["w1"] + self.encoder_state["b1"]
+        h = np.maximum(h, 0.0)
+        return (h @ self.encoder_state["w2"] + self.encoder_state["b2"]).astype(np.float32)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20, max_train: int = 100_000) -> np.ndarray:
+    import faiss
+
+    k = min(k, len(x))
+    km = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=niter,
+        seed=seed,
+        verbose=False,
+        max_points_per_centroid=max(256, math.ceil(max_train / k)),
+        spherical=False,
+    )
+    km.train(np.ascontiguousarray(x, dtype=np.float32))
+    return km.centroids.astype(np.float32)
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    index = faiss.IndexFlatL2(centroids.shape[1])
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    dist, idx = index.search(np.ascontiguousarray(x, dtype=np.float32), min(k, len(centroids)))
+    return dist, idx
+
+
+def balanced_assign(x: np.ndarray, centroids: np.ndarray, slack: float = 0.1, top: int = 16) -> np.ndarray:
+    """Capacity-constrained nearest-centroid assignment, so no code swallows a large share of items."""
+    n, k = len(x), len(centroids)
+    capacity = math.ceil(n / k * (1 + slack))
+    dist, idx = _nearest(x, centroids, top)
+    order = np.argsort(dist[:, 0] - dist[:, -1])  # most confident items first
+    load = np.zeros(k, dtype=np.int64)
+    out = np.full(n, -1, dtype=np.int64)
+    for i in order:
+        for c in idx[i]:
+            if load[c] < capacity:
+                out[i] = c
+                load[c] += 1
+                break
+    left = np.flatnonzero(out < 0)
+    if len(left):  # all top candidates full: nearest centroid with room
+        full_dist, full_idx = _nearest(x[left], centroids, k)
+        for r, i in enumerate(left):
+            for c in full_idx[r]:
+                if load[c] < capacity:
+                    out[i] = c
+                    load[c] += 1
+                    break
+    return out
+
+
+def train_rqkmeans(
+    x: np.ndarray, levels: int, codebook_size: int, seed: int = 0, balanced: bool = True, max_train: int = 100_000
+) -> tuple[Quantizer, np.ndarray]:
+    """Fit one k-means per level on the residuals; returns the quantizer and the raw (pre-resolution) codes."""
+    rng = np.random.default_rng(seed)
+    sample = x[rng.choice(len(x), size=min(len(x), max_train), replace=False)] if len(x) > max_train else x
+    residual_sample = sample.astype(np.float32).copy()
+    codebooks = []
+    for level in range(levels):
+        centroids = _kmeans(residual_sample, codebook_size, seed + level)
+        # the next level must be trained on the residuals the assignment will actually leave
+        if balanced and level == 0 and len(residual_sample) > len(centroids):
+            assigned = balanced_assign(residual_sample, centroids)
+        else:
+            assigned = _nearest(residual_sample, centroids)[1][:, 0]
+        residual_sample -= centroids[assigned]
+        codebooks.append(centroids)
+    quantizer = Quantizer(codebooks)
+    return quantizer, greedy_codes(quantizer, x, balanced)
+
+
+def greedy_codes(quantizer: Quantizer, x: np.ndarray, balanced: bool = False) -> np.ndarray:
+    """Residual assignment, level by level.
+
+    `balanced` caps the first level's codes at ~n/K items: the first SID token is the decoder's first and
+    hardest choice, and a few giant first-level codes would make it nearly uninformative. Deeper levels are
+    nearest-centroid, since capping tiny residuals only adds error.
+    """
+    residual = quantizer.encode(x).copy()
+    codes = np.zeros((len(x), len(quantizer.codebooks)), dtype=np.int64)
+    for level, centroids in enumerate(quantizer.codebooks):
+        if balanced and level == 0 and len(x) > len(centroids):
+            codes[:, level] = balanced_assign(residual, centroids)
+        else:
+            codes[:, level] = _nearest(residual, centroids)[1][:, 0]
+        residual -= centroids[codes[:, level]]
+    return codes
+
+
+def reconstruction_error(quantizer: Quantizer, x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-item squared error of the residual quantization in the quantizer's space."""
+    z = quantizer.encode(x)
+    recon = sum(cb[codes[:, level]] for level, cb in enumerate(quantizer.codebooks))
+    return ((z - recon) ** 2).sum(1)
+
+
+def _candidates(z: np.ndarray, codebooks: list[np.ndarray], beam: int) -> list[tuple[float, tuple[int, ...]]]:
+    """Best `beam` code tuples for one vector by beam search over levels (lowest residual error first)."""
+    paths = [(0.0, (), z)]
+    for centroids in codebooks:
+        grown = []
+        for _, prefix, residual in paths:
+            d = ((centroids - residual) ** 2).sum(1)
+            for c in np.argsort(d)[:beam]:
+                grown.append((float(d[c]), (*prefix, int(c)), residual - centroids[c]))
+        grown.sort(key=lambda p: p[0])
+        paths = grown[:beam]
+    return [(err, codes) for err, codes, _ in paths]
+
+
+def assign_unique(
+    quantizer: Quantizer, x: np.ndarray, codes: np.ndarray, taken: set[tuple[int, ...]] | None = None
+) -> tuple[np.ndarray, int]:
+    """Resolve collisions: every row gets a distinct tuple, none in `taken`. Returns (codes, n_moved).
+
+    Items whose greedy tuple is free keep it (best fit first); the rest take the best free tuple from an
+    expanding beam over the codebooks.
+    """
+    sizes = [len(cb) for cb in quantizer.codebooks]
+    taken = set(taken or ())
+    if math.prod(sizes) < len(x) + len(taken):
+        raise ValueError(
+            f"capacity {math.prod(sizes)} codes < {len(x) + len(taken)} items: use more levels or larger codebooks"
+        )
+    errors = reconstruction_error(quantizer, x, codes)
+    out = codes.copy()
+    pending = []
+    for i in np.argsort(errors, kind="stable"):
+        key = tuple(int(c) for c in codes[i])
+        if key in taken:
+            pending.append(i)
+        else:
+            taken.add(key)
+    z = quantizer.encode(x)
+    for i in pending:
+        beam = 8
+        while True:
+            free = [c for _, c in _candidates(z[i], quantizer.codebooks, beam) if c not in taken]
+            if free:
+                out[i] = free[0]
+                taken.add(free[0])
+                break
+            if beam >= max(sizes):
+                # exhaustive fallback: any free tuple (capacity check above guarantees one exists)
+                for flat in range(math.prod(sizes)):
+                    cand = tuple(int(v) for v in np.unravel_index(flat, sizes))
+                    if cand not in taken:
+                        out[i] = cand
+                        taken.add(cand)
+                        break
+                break
+            beam *= 2
+    return out, len(pending)
+
+
+def train_rqvae(
+    x: np.ndarray,
+    levels: int,
+    codebook_size: int,
+    latent_dim: int = 32,
+    epochs: int = 30,
+    seed: int = 0,
+    lr: float = 1e-3,
+    beta: float = 0.25,
+) -> tuple[Quantizer, np.ndarray]:
+    """RQ-VAE: MLP encoder -> residual VQ (k-means initialised) -> MLP decoder, straight-through gradients."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    data = torch.tensor(x, dtype=torch.float32)
+    hidden = max(64, latent_dim * 2)
+    encoder = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, latent_dim))
+    decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, x.shape[1]))
+    with torch.no_grad():
+        z0 = encoder(data).numpy()
+    init = train_rqkmeans(z0, levels, codebook_size, seed=seed, balanced=False)[0].codebooks
+    books = nn.ParameterList([nn.Parameter(torch.tensor(cb)) for cb in init])
+    params = list(encoder.parameters()) + list(decoder.parameters()) + list(books.parameters())
+    optim = torch.optim.Adam(params, lr=lr)
+    batch = min(1024, len(x))
+    for _ in range(epochs):
+        perm = torch.randperm(len(data))
+        for start in range(0, len(data), batch):
+            xb = data[perm[start : start + batch]]
+            z = encoder(xb)
+            residual, quantized, commit = z, torch.zeros_like(z), 0.0
+            for cb in books:
+                idx = torch.cdist(residual, cb).argmin(1)
+                q = cb[idx]
+                commit = commit + ((residual.detach() - q) ** 2).mean() + beta * ((residual - q.detach()) ** 2).mean()
+                quantized = quantized + q
+                residual = residual - q.detach()
+            z_q = z + (quantized - z).detach()
+            loss = ((decoder(z_q) - xb) ** 2).mean() + commit
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    state = {
+        "w1": encoder[0].weight.detach().numpy().T.copy(),
+        "b1": encoder[0].bias.detach().numpy().copy(),
+        "w2": encoder[2].weight.detach().numpy().T.copy(),
+        "b2": encoder[2].bias.detach().numpy().copy(),
+    }
+    quantizer = Quantizer([b.detach().numpy().astype(np.float32) for b in books], "rqvae", state)
+    return quantizer, greedy_codes(quantizer, x)

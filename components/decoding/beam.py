@@ -1,0 +1,180 @@
+"""Batched trie-constrained beam search with a KV cache, as TIGER-style SID decoding needs.
+
+One prompt pass for the (left-padded) batch, then exactly one forward step per SID level: the cache is
+expanded to the beams once and reordered after each step, and the trie's mask tensors select the codes a
+beam may take. Scores are sums of full-vocabulary log-probabilities, exactly what HF generate() with
+prefix_allowed_tokens_fn computes (tested for equality), but without repeating the prompt per beam.
+
+Runtime completion (OneRec-Think think-ahead): `allowed_prefixes` gives each row the SID prefixes computed
+offline; the prefix tokens are scored in a single forward of all prefixes and only the remaining level(s) are
+decoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from components.decoding.trie import SidTrie
+
+NEG_INF = float("-inf")
+
+
+@dataclass
+class BeamResult:
+    codes: torch.Tensor  # [B, top_k, n_levels] (-1 where a row has fewer valid items)
+    scores: torch.Tensor  # [B, top_k] sum of log-probs (-inf where invalid)
+    items: torch.Tensor  # [B, top_k] item index into trie.item_ids (-1 where invalid)
+
+
+def _base_and_head(model):
+    return model.get_decoder() if hasattr(model, "get_decoder") else model.model, model.get_output_embeddings()
+
+
+def _forward(base, input_ids, attention_mask, position_ids, cache):
+    out = base(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=True
+    )
+    return out.last_hidden_state, out.past_key_values
+
+
+def _level_logprobs(head, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """log p(code | beam) for every code of a level, normalised over the full vocabulary."""
+    logits = head(hidden).float()
+    return torch.log_softmax(logits, dim=-1)[:, token_ids]
+
+
+@torch.inference_mode()
+def constrained_beam_search(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    trie: SidTrie,
+    beam_size: int,
+    top_k: int,
+    allowed_prefixes: list[list[tuple[int, ...]] | None] | None = None,
+) -> BeamResult:
+    """Top-k valid SIDs per row. Rows with allowed_prefixes complete those prefixes only."""
+    if top_k > beam_size:
+        raise ValueError(f"top_k ({top_k}) must not exceed beam_size ({beam_size})")
+    if allowed_prefixes is not None and any(allowed_prefixes):
+        return _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_prefixes)
+    base, head = _base_and_head(model)
+    batch = input_ids.shape[0]
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden, cache = _forward(base, input_ids, attention_mask, position_ids, None)
+    hidden = hidden[:, -1].repeat_interleave(beam_size, 0)  # [B*beam, H]
+    cache.batch_repeat_interleave(beam_size)
+    mask = attention_mask.repeat_interleave(beam_size, 0)
+    next_pos = position_ids[:, -1:].repeat_interleave(beam_size, 0) + 1
+    scores = torch.full((batch, beam_size), NEG_INF)
+    scores[:, 0] = 0.0  # all beams start identical: only the first may expand at level 0
+    nodes = torch.zeros((batch, beam_size), dtype=torch.long)
+    codes = torch.zeros((batch, beam_size, 0), dtype=torch.long)
+    return _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, 0, top_k)
+
+
+def _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, start_level, top_k):
+    batch, beams = scores.shape
+    n_levels = trie.n_levels
+    for level in range(start_level, n_levels):
+        width = trie.level_token_ids.shape[1]
+        logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).view(batch, beams, width)
+        allowed = trie.allowed[level][nodes.clamp(min=0)] & (nodes >= 0).unsqueeze(-1)
+        cand = torch.where(allowed, scores.unsqueeze(-1) + logp, torch.full_like(logp, NEG_INF))
+        keep = top_k if level == n_levels - 1 else beams
+        scores, flat = cand.view(batch, -1).topk(keep, dim=-1)
+        parent, code = flat // width, flat % width
+        valid = torch.isfinite(scores)
+        nodes = torch.where(valid, trie.child[level][nodes.gather(1, parent).clamp(min=0), code], -1)
+        codes = torch.cat(
+            [codes.gather(1, parent.unsqueeze(-1).expand(-1, -1, codes.shape[-1])), code.unsqueeze(-1)], dim=-1
+        )
+        if level < n_levels - 1:  # feed the chosen tokens for the next level
+            order = (parent + torch.arange(batch).unsqueeze(1) * beams).view(-1)
+            cache.reorder_cache(order)
+            mask = torch.cat([mask[order], torch.ones((order.numel(), 1), dtype=mask.dtype)], dim=-1)
+            next_pos = next_pos[order]
+            tokens = trie.level_token_ids[level][code].view(-1, 1)
+            hidden, cache = _forward(base, tokens, mask, next_pos, cache)
+            hidden = hidden[:, -1]
+            next_pos = next_pos + 1
+    items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], -1)
+    codes = torch.where(nodes.unsqueeze(-1) >= 0, codes, -1)
+    return BeamResult(codes=codes, scores=scores, items=items)
+
+
+def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_prefixes) -> BeamResult:
+    """Score each row's prefixes in one forward, then decode only the remaining levels.
+
+    Rows without prefixes fall back to full decoding (run separately, then merged in row order).
+    """
+    batch = input_ids.shape[0]
+    with_prefix = [b for b in range(batch) if allowed_prefixes[b]]
+    without = [b for b in range(batch) if not allowed_prefixes[b]]
+    results: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    if without:
+        idx = torch.tensor(without)
+        full = constrained_beam_search(model, input_ids[idx], attention_mask[idx], trie, beam_size, top_k)
+        for r, b in enumerate(without):
+            results[b] = (full.codes[r], full.scores[r], full.items[r])
+    if with_prefix:
+        depth = len(allowed_prefixes[with_prefix[0]][0])
+        if any(len(p) != depth for b in with_prefix for p in allowed_prefixes[b]):
+            raise ValueError("all prefixes must have the same length")
+        idx = torch.tensor(with_prefix)
+        part = _complete_rows(
+            model, input_ids[idx], attention_mask[idx], trie, top_k, [allowed_prefixes[b] for b in with_prefix], depth
+        )
+        for r, b in enumerate(with_prefix):
+            results[b] = (part.codes[r], part.scores[r], part.items[r])
+    return BeamResult(
+        codes=torch.stack([results[b][0] for b in range(batch)]),
+        scores=torch.stack([results[b][1] for b in range(batch)]),
+        items=torch.stack([results[b][2] for b in range(batch)]),
+    )
+
+
+@torch.inference_mode()
+def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, depth) -> BeamResult:
+    base, head = _base_and_head(model)
+    batch = input_ids.shape[0]
+    valid_prefixes = [
+        [p for p in dict.fromkeys(tuple(int(c) for c in p) for p in ps) if trie.node_of(p) is not None]
+        for ps in prefixes
+    ]
+    n_pref = max(1, max(len(ps) for ps in valid_prefixes))
+    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden, cache = _forward(base, input_ids, attention_mask, position_ids, None)
+    first = _level_logprobs(head, hidden[:, -1], trie.level_token_ids[0])  # [B, K]
+    cache.batch_repeat_interleave(n_pref)
+    prefix_codes = torch.zeros((batch, n_pref, depth), dtype=torch.long)
+    present = torch.zeros((batch, n_pref), dtype=torch.bool)
+    for b, ps in enumerate(valid_prefixes):
+        for j, p in enumerate(ps):
+            prefix_codes[b, j] = torch.tensor(p)
+            present[b, j] = True
+    tokens = torch.stack([trie.level_token_ids[level][prefix_codes[..., level]] for level in range(depth)], -1)
+    mask = torch.cat(
+        [attention_mask.repeat_interleave(n_pref, 0), torch.ones((batch * n_pref, depth), dtype=attention_mask.dtype)],
+        dim=-1,
+    )
+    pos = position_ids[:, -1:].repeat_interleave(n_pref, 0) + 1 + torch.arange(depth).unsqueeze(0)
+    step_hidden, cache = _forward(base, tokens.view(batch * n_pref, depth), mask, pos, cache)
+    scores = first.gather(1, prefix_codes[..., 0])  # log p(level 0 code)
+    for level in range(1, depth):
+        logp = _level_logprobs(head, step_hidden[:, level - 1], trie.level_token_ids[level]).view(batch, n_pref, -1)
+        scores = scores + logp.gather(2, prefix_codes[..., level : level + 1]).squeeze(-1)
+    scores = torch.where(present, scores, torch.full_like(scores, NEG_INF))
+    nodes = torch.tensor(
+        [
+            [trie.node_of(tuple(prefix_codes[b, j].tolist())) if present[b, j] else -1 for j in range(n_pref)]
+            for b in range(batch)
+        ],
+        dtype=torch.long,
+    )
+    next_pos = pos[:, -1:] + 1
+    return _decode_levels(
+        base, head, trie, step_hidden[:, -1], cache, mask, next_pos, scores, nodes, prefix_codes.clone(), depth, top_k
+    )

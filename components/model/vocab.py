@@ -1,0 +1,52 @@
+"""Extend the LLM vocabulary with SID tokens.
+
+SID tokens are added as special tokens so the tokenizer never splits "<a_12>" into pieces, and "<a_1><b_2><c_3>"
+encodes to exactly three ids. New embedding rows start at the mean of the existing rows plus noise at the
+embedding scale: identical rows (plain mean-resizing) would make every SID indistinguishable at step 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from components.sids.sidmap import SidMap
+
+
+def add_sid_tokens(model, tokenizer, sidmap: SidMap, noise_scale: float = 0.5, seed: int = 0) -> list[int]:
+    """Add every SID token to tokenizer + model; returns the new token ids (in sidmap.all_tokens() order)."""
+    tokens = sidmap.all_tokens()
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    old_size = len(tokenizer)
+    if missing:
+        tokenizer.add_tokens(missing, special_tokens=True)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for matrix in _embedding_matrices(model):
+                old = matrix[:old_size].float()
+                mean, std = old.mean(0), old.std(0)
+                noise = torch.randn(len(tokenizer) - old_size, old.shape[1], generator=generator)
+                matrix[old_size:] = (mean + noise_scale * std * noise).to(matrix.dtype)
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    check = tokenizer(sidmap.sid_of(sidmap.item_ids[0]), add_special_tokens=False)["input_ids"]
+    if len(check) != sidmap.n_levels:
+        raise RuntimeError(f"a SID must encode to {sidmap.n_levels} tokens, got {check}")
+    return ids
+
+
+def _embedding_matrices(model) -> list[torch.Tensor]:
+    matrices = [model.get_input_embeddings().weight]
+    output = model.get_output_embeddings()
+    if output is not None and output.weight.data_ptr() != matrices[0].data_ptr():
+        matrices.append(output.weight)
+    return matrices
+
+
+def sid_token_ids(tokenizer, sidmap: SidMap) -> torch.Tensor:
+    """[n_levels, max_codebook] token id of each (level, code); -1 where a level has fewer codes."""
+    table = torch.full((sidmap.n_levels, max(sidmap.codebook_sizes)), -1, dtype=torch.long)
+    for level, size in enumerate(sidmap.codebook_sizes):
+        from components.sids.sidmap import sid_token
+
+        table[level, :size] = torch.tensor(tokenizer.convert_tokens_to_ids([sid_token(level, c) for c in range(size)]))
+    return table

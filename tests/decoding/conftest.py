@@ -1,0 +1,27 @@
+"""A tiny random Llama with SID tokens and a hand-made SID map, shared by decoding tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def tiny_sid_model():
+    from components.config import ModelConfig
+    from components.model.backbone import load_backbone
+    from components.model.vocab import add_sid_tokens
+    from components.sids.sidmap import SidMap
+
+    rng = np.random.default_rng(0)
+    codes = set()
+    while len(codes) < 60:
+        codes.add(tuple(int(c) for c in rng.integers(0, 6, size=3)))
+    sidmap = SidMap([f"i{i}" for i in range(60)], np.array(sorted(codes)), [6, 6, 6], "test")
+    model, tokenizer = load_backbone(ModelConfig(backbone="tiny", tiny_hidden_size=32, tiny_layers=2, tiny_heads=2))
+    add_sid_tokens(model, tokenizer, sidmap)
+    torch.manual_seed(0)
+    with torch.no_grad():  # random but peaky logits so beams differ clearly
+        model.get_input_embeddings().weight.mul_(4.0)
+    return model.eval(), tokenizer, sidmap

@@ -1,0 +1,72 @@
+"""Training texts for the three tasks, as (prompt, completion) pairs; the loss is on the completion only.
+
+1. next-item: the shared history prompt -> the target's SID (what serving asks).
+2. alignment: SID -> title and title -> SID (ties the new tokens to the language the LLM knows).
+3. behaviour: "The user bought <sid> "title", then <sid> "title" ..." (empty prompt: every token is learnt).
+Task sizes follow the configured weights, relative to the number of next-item examples.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+
+from components.config import TrainConfig
+from components.model.prompts import format_history_prompt
+from components.sids.sidmap import SidMap
+
+
+def next_item_examples(
+    examples: pd.DataFrame, sidmap: SidMap, titles: dict[str, str] | None = None, context_col: str | None = None
+) -> list[tuple[str, str]]:
+    out = []
+    for row in examples.itertuples(index=False):
+        if row.target not in sidmap:
+            continue
+        context = getattr(row, context_col) if context_col else None
+        out.append((format_history_prompt(list(row.history), sidmap, titles, context), sidmap.sid_of(row.target)))
+    return out
+
+
+def alignment_examples(sidmap: SidMap, titles: dict[str, str], n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    items = [i for i in sidmap.item_ids if titles.get(i)]
+    out = []
+    for k in range(n):
+        item = rng.choice(items)
+        title = titles[item][:60]
+        if k % 2 == 0:
+            out.append((f"Item {sidmap.sid_of(item)} is called:", f" {title}"))
+        else:
+            out.append((f'The item "{title}" has ID:', sidmap.sid_of(item)))
+    return out
+
+
+def behaviour_examples(
+    examples: pd.DataFrame, sidmap: SidMap, titles: dict[str, str], n: int, seed: int
+) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = [r for r in examples.itertuples(index=False) if len(r.history) >= 1]
+    out = []
+    for _ in range(min(n, len(rows)) if rows else 0):
+        row = rng.choice(rows)
+        seq = [i for i in [*list(row.history)[-4:], row.target] if i in sidmap]
+        text = ", then ".join(f'{sidmap.sid_of(i)} "{titles.get(i, "")[:40]}"' for i in seq)
+        out.append(("", f"The user bought {text}."))
+    return out
+
+
+def build_training_texts(
+    examples: pd.DataFrame, sidmap: SidMap, catalog: pd.DataFrame, cfg: TrainConfig
+) -> list[tuple[str, str]]:
+    """The weighted task mix, shuffled deterministically."""
+    titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
+    history_titles = titles if cfg.include_titles_in_history else None
+    nxt = next_item_examples(examples, sidmap, history_titles)
+    n_next = max(1, int(round(len(nxt) * cfg.weight_next_item)))
+    texts = (nxt * (1 + n_next // max(len(nxt), 1)))[:n_next] if nxt else []
+    texts += alignment_examples(sidmap, titles, int(round(len(nxt) * cfg.weight_sid_title)), cfg.seed)
+    texts += behaviour_examples(examples, sidmap, titles, int(round(len(nxt) * cfg.weight_behaviour)), cfg.seed)
+    random.Random(cfg.seed).shuffle(texts)
+    return texts

@@ -1,0 +1,290 @@
+"""Training: a generic completion-only causal-LM trainer, and the recommender's train_model on top of it.
+
+The trainer computes the transformer once per batch and the (large) output layer only at the completion
+positions: for next-item examples that is 3 positions out of ~35, which is most of the saving on CPU where
+the 49k-token output layer dominates. Stage 1 (token warm-up) trains only the new SID embedding rows, stage 2
+trains everything (or LoRA adapters + embeddings with peft). Checkpoints (model, optimizer, step) allow resume.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from components.config import Config, TrainConfig
+from components.sids.sidmap import SidMap
+
+log = logging.getLogger(__name__)
+
+
+def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[tuple[list[int], int]]:
+    """(ids, n_prompt) per pair; prompts are cut from the left so the completion always fits."""
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    completions = tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"]
+    out = []
+    for p, c in zip(prompts, completions, strict=True):
+        p = p[-max(1, max_length - len(c)) :] if p else p
+        out.append((p + c, len(p)))
+    return out
+
+
+def _batch(items: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids, _ in items)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for r, (ids, n_prompt) in enumerate(items):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        mask[r, : len(ids)] = 1
+        labels[r, max(n_prompt, 1) : len(ids)] = torch.tensor(ids[max(n_prompt, 1) :])
+    return input_ids, mask, labels
+
+
+def completion_loss(model, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over completion tokens only (output layer at those positions only)."""
+    base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    target = labels[:, 1:]
+    select = target != -100
+    logits = model.get_output_embeddings()(hidden[:, :-1][select]).float()
+    return torch.nn.functional.cross_entropy(logits, target[select])
+
+
+def _save_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [h["step"] for h in history if "loss" in h]
+    ax.plot(steps, [h["loss"] for h in history if "loss" in h], label="train loss (smoothed)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    evals = [h for h in history if "valid" in h]
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([h["step"] for h in evals], [h["valid"] for h in evals], "o-", color="tab:orange", label="valid HR@10")
+        ax2.set_ylabel("valid HR@10")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def train_causal_lm(
+    model,
+    tokenizer,
+    examples: list[tuple[str, str]],
+    cfg: TrainConfig,
+    out_dir: Path,
+    valid_fn: Callable[[object], float] | None = None,
+    new_token_ids: list[int] | None = None,
+    max_length: int = 256,
+) -> dict:
+    """Completion-only training with token warm-up, grad accumulation, checkpoints/resume and curves.
+
+    valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept.
+    Returns {"history", "best_valid", "train_seconds", "tokens", "steps"}.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    data = tokenize_pairs(tokenizer, examples, max_length)
+    n_batches = math.ceil(len(data) / cfg.batch_size)
+    steps_per_epoch = max(1, n_batches // cfg.grad_accum)
+    total_steps = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
+    warmup_steps = int(total_steps * cfg.warmup_epochs / max(cfg.epochs, 1e-9)) if new_token_ids else 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    embed = model.get_input_embeddings().weight
+    frozen_rows = None
+    if new_token_ids:
+        frozen_rows = torch.ones(embed.shape[0], 1, dtype=embed.dtype)
+        frozen_rows[torch.tensor(new_token_ids)] = 0.0
+
+    def set_stage(warm: bool) -> None:
+        for name, p in model.named_parameters():
+            p.requires_grad_(not warm or "embed_tokens" in name or "lm_head" in name)
+
+    optim = torch.optim.AdamW([p for p in model.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optim,
+        lambda s: (
+            min(1.0, (s + 1) / max(1, total_steps // 20))
+            * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps)))))
+        ),
+    )
+    ckpt = out_dir / "checkpoint.pt"
+    step, history, best, best_state = 0, [], -1.0, None
+    if ckpt.exists():  # resume
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        schedule.load_state_dict(state["schedule"])
+        step, history, best = state["step"], state["history"], state["best"]
+        log.info("resumed from step %d", step)
+    rng = random.Random(cfg.seed + step)
+    t0 = time.perf_counter()
+    tokens = 0
+    smoothed = None
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
+    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", leave=False)
+    model.train()
+    while step < total_steps:
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        chunk = cfg.batch_size * cfg.grad_accum
+        for start in range(0, max(1, len(order) - chunk + 1), chunk):
+            if step >= total_steps:
+                break
+            set_stage(step < warmup_steps)
+            optim.zero_grad(set_to_none=True)
+            loss_value = 0.0
+            for micro in range(cfg.grad_accum):
+                idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
+                if not idx:
+                    continue
+                input_ids, mask, labels = _batch([data[i] for i in idx], pad)
+                tokens += int(mask.sum())
+                with autocast:
+                    loss = completion_loss(model, input_ids, mask, labels) / cfg.grad_accum
+                loss.backward()
+                loss_value += float(loss)
+            if step < warmup_steps and frozen_rows is not None and embed.grad is not None:
+                embed.grad.mul_(1 - frozen_rows)  # only the new SID rows move during warm-up
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            schedule.step()
+            step += 1
+            smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.3f}")
+            if step % 10 == 0 or step == total_steps:
+                history.append({"step": step, "loss": smoothed})
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optim": optim.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "step": step,
+                        "history": history,
+                        "best": best,
+                    },
+                    ckpt,
+                )
+            end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+            if valid_fn is not None and end_of_epoch:
+                model.eval()
+                score = float(valid_fn(model))
+                model.train()
+                history.append({"step": step, "valid": score})
+                log.info("step %d valid %.4f", step, score)
+                if score > best:
+                    best, best_state = score, copy.deepcopy(model.state_dict())
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    seconds = time.perf_counter() - t0
+    _save_curve(history, out_dir / "training_curve.png")
+    if ckpt.exists():
+        ckpt.unlink()  # finished: the saved model is the artifact
+    return {
+        "history": history,
+        "best_valid": best,
+        "train_seconds": round(seconds, 1),
+        "tokens": tokens,
+        "steps": step,
+        "tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+    }
+
+
+def train_model(
+    cfg: Config,
+    sidmap: SidMap,
+    catalog: pd.DataFrame,
+    train_examples: pd.DataFrame,
+    valid_examples: pd.DataFrame | None,
+    out_dir: Path,
+) -> Path:
+    """Backbone + SID vocabulary + task mix -> a trained model directory (weights, tokenizer, SID map)."""
+    from components.model.backbone import load_backbone
+    from components.model.examples import build_training_texts
+    from components.model.vocab import add_sid_tokens
+
+    out_dir = Path(out_dir)
+    model, tokenizer = load_backbone(cfg.model)
+    new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed)
+    texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)
+    if cfg.train.lora:
+        model = _with_lora(model, cfg.train.lora_rank)
+    valid_fn = None
+    if valid_examples is not None and len(valid_examples):
+        from components.decoding.trie import SidTrie
+        from components.evaluation.evaluate import score_generative
+
+        trie = SidTrie.from_sidmap(sidmap, tokenizer)
+        sample = valid_examples.sample(
+            n=min(len(valid_examples), cfg.eval.max_examples or 500), random_state=cfg.train.seed
+        )
+
+        def valid_fn(m):
+            return score_generative(m, tokenizer, trie, sidmap, sample, [10], cfg.eval.beam_size, cfg.eval.batch_size)[
+                "HR@10"
+            ]
+
+    stats = train_causal_lm(
+        model, tokenizer, texts, cfg.train, out_dir / "work", valid_fn, new_ids, cfg.model.max_length
+    )
+    if cfg.train.lora:
+        model = model.merge_and_unload()
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    sidmap.save(tmp / "sid_map")
+    info = {
+        "backbone": cfg.model.backbone,
+        "sid_version": sidmap.version,
+        "examples": len(texts),
+        "train": cfg.train.model_dump(),
+        **{k: v for k, v in stats.items() if k != "history"},
+    }
+    (tmp / "sidrec_model.json").write_text(json.dumps(info, indent=2, default=str))
+    (tmp / "history.json").write_text(json.dumps(stats["history"]))
+    curve = out_dir / "work" / "training_curve.png"
+    if curve.exists():
+        (tmp / "training_curve.png").write_bytes(curve.read_bytes())
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir
+
+
+def _with_lora(model, rank: int):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        modules_to_save=["embed_tokens", "lm_head"],
+    )
+    return get_peft_model(model, config)

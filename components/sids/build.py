@@ -19,6 +19,7 @@ import pandas as pd
 from components.config import SidConfig
 from components.sids.collaborative import collaborative_embeddings, fuse
 from components.sids.embeddings import content_embeddings
+from components.sids.plots import code_usage_plot
 from components.sids.quantize import (
     Quantizer,
     assign_unique,
@@ -67,24 +68,6 @@ def load_quantizer(path: Path) -> Quantizer:
         return Quantizer(books, str(data["kind"]), state)
 
 
-def code_usage_plot(codes: np.ndarray, sizes: list[int], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, codes.shape[1], figsize=(4 * codes.shape[1], 3), squeeze=False)
-    for level, ax in enumerate(axes[0]):
-        counts = np.bincount(codes[:, level], minlength=sizes[level])
-        ax.bar(np.arange(sizes[level]), np.sort(counts)[::-1], width=1.0)
-        ax.set_title(f"level {level}: {np.count_nonzero(counts)}/{sizes[level]} codes used")
-        ax.set_xlabel("code (sorted by use)")
-        ax.set_ylabel("items")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
 def build_sids(
     catalog: pd.DataFrame, events: pd.DataFrame, cfg: SidConfig, out_dir: Path, version: str | None = None
 ) -> SidMap:
@@ -93,7 +76,13 @@ def build_sids(
     out_dir.mkdir(parents=True, exist_ok=True)
     item_ids = catalog["item_id"].astype(str).tolist()
     if len(set(item_ids)) != len(item_ids):
-        raise ValueError("catalog has duplicate item_id values: validate it first (sidrec data ingest)")
+        dupes = pd.Series(item_ids)[pd.Series(item_ids).duplicated()].unique()[:5].tolist()
+        raise ValueError(f"catalog has duplicate item_id values (e.g. {dupes}): validate it first (sidrec data ingest)")
+    if cfg.codebook_size**cfg.levels < len(item_ids):
+        raise ValueError(
+            f"SID capacity {cfg.codebook_size}^{cfg.levels} = {cfg.codebook_size**cfg.levels} < {len(item_ids)} items: "
+            "raise sids.levels or sids.codebook_size so every item can get a unique SID"
+        )
     t0 = time.perf_counter()
     fused, collab = item_embeddings(catalog, events, cfg)
     t_embed = time.perf_counter() - t0

@@ -14,48 +14,63 @@ def _inputs(config: str | None, catalog: str | None, events: str | None):
     from components.data.readers import read_catalog, read_events
 
     cfg = load_config(config)
+    endpoint = cfg.store.s3_endpoint_url
     return (
         cfg,
-        read_catalog(catalog or cfg.path(cfg.data.catalog_uri)),
-        read_events(events or cfg.path(cfg.data.events_uri)),
+        read_catalog(catalog or cfg.path(cfg.data.catalog_uri), endpoint),
+        read_events(events or cfg.path(cfg.data.events_uri), endpoint),
     )
+
+
+def _publish(store, out_dir, version: str, metadata: dict) -> str:
+    """Publish a map dir as 'sid_map'; a version is derived from config + codes, so an existing one is the same map."""
+    if store.exists("sid_map", version):
+        typer.echo(f"sid_map {version} is already published (same config and codes): not republished", err=True)
+        return version
+    return store.publish("sid_map", out_dir, metadata=metadata, version=version)
 
 
 @app.command()
 def build(
-    config: str = typer.Option(None, help="Deployment YAML."),
-    catalog: str = None,
-    events: str = None,
-    out: str = typer.Option(None, help="Local build dir (default runs/sid_build)."),
+    config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
+    catalog: str = typer.Option(None, help="Catalog URI (default: data.catalog_uri)."),
+    events: str = typer.Option(None, help="Events URI (default: data.events_uri)."),
+    out: str = typer.Option(None, help="Local build dir (default: {run_root}/sid_build)."),
     publish: bool = typer.Option(True, help="Publish as the 'sid_map' artifact."),
 ) -> None:
     """Build a new SID version: embeddings, residual quantization, 0 collisions, metrics + plot."""
     from pathlib import Path
 
     from components.sids.build import build_sids
-    from components.store.artifacts import ArtifactStore
 
     cfg, cat, ev = _inputs(config, catalog, events)
     out_dir = Path(out) if out else Path(cfg.path(cfg.run_root)) / "sid_build"
     sidmap = build_sids(cat, ev, cfg.sids, out_dir)
     metrics = json.loads((out_dir / "metrics.json").read_text())
     if publish:
-        metrics["artifact_version"] = ArtifactStore.from_config(cfg.store).publish(
-            "sid_map", out_dir, metadata=metrics, version=sidmap.version
-        )
+        from components.store.artifacts import ArtifactStore
+
+        metrics["artifact_version"] = _publish(ArtifactStore.from_config(cfg.store), out_dir, sidmap.version, metrics)
     typer.echo(json.dumps(metrics, indent=2))
 
 
 @app.command()
 def refresh(
-    config: str = typer.Option(None, help="Deployment YAML."),
-    catalog: str = None,
-    events: str = None,
-    map_dir: str = typer.Option("latest", "--map", help="Old map dir, or 'latest' from the store."),
-    out: str = None,
-    publish: bool = True,
+    config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
+    catalog: str = typer.Option(None, help="Current catalog URI (default: data.catalog_uri)."),
+    events: str = typer.Option(None, help="Events URI (default: data.events_uri)."),
+    map_dir: str = typer.Option("latest", "--map", help="Old map: a local build dir, or 'latest' from the store."),
+    out: str = typer.Option(None, help="Local dir for the refreshed map (default: {run_root}/sid_refresh)."),
+    publish: bool = typer.Option(True, help="Publish the refreshed (or rebuilt) map as 'sid_map'."),
+    rebuild_on_drift: bool = typer.Option(
+        False, help="When drift is above the thresholds, build a new SID version instead (new codebooks)."
+    ),
 ) -> None:
-    """Assign SIDs to new items with the existing codebooks, retire deleted items, report drift."""
+    """Assign SIDs to new items with the existing codebooks, retire deleted items, report drift.
+
+    Exit code 0 either way; the JSON says `rebuild` and why. Without --rebuild-on-drift a drifted refresh is
+    not published, so the orchestration can rebuild and retrain together.
+    """
     from pathlib import Path
 
     from components.sids.refresh import refresh_sids
@@ -67,14 +82,28 @@ def refresh(
     out_dir = Path(out) if out else Path(cfg.path(cfg.run_root)) / "sid_refresh"
     result = refresh_sids(old_dir, cat, ev, cfg.sids, out_dir)
     summary = result.summary()
-    if publish and not result.rebuild:
-        summary["artifact_version"] = store.publish("sid_map", out_dir, metadata=summary, version=result.sidmap.version)
+    if result.rebuild and rebuild_on_drift:
+        from components.sids.build import build_sids
+
+        rebuilt_dir = out_dir / "rebuild"
+        sidmap = build_sids(cat, ev, cfg.sids, rebuilt_dir)
+        summary["rebuilt"] = json.loads((rebuilt_dir / "metrics.json").read_text())
+        if publish:
+            summary["artifact_version"] = _publish(store, rebuilt_dir, sidmap.version, summary["rebuilt"])
+    elif publish and not result.rebuild:
+        summary["artifact_version"] = _publish(store, out_dir, result.sidmap.version, summary)
     typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()
-def bench(items: int = 1_000_000, dim: int = 64, levels: int = 3, codebook_size: int = 256) -> None:
-    """Benchmark the quantizer step on N synthetic items (prints time and peak memory)."""
+def bench(
+    items: int = typer.Option(1_000_000, help="Synthetic items."),
+    dim: int = typer.Option(64, help="Embedding dimension."),
+    levels: int = typer.Option(3),
+    codebook_size: int = typer.Option(256),
+    threads: int = typer.Option(2, help="faiss threads."),
+) -> None:
+    """Benchmark the quantizer step on N synthetic clustered items (prints seconds and peak memory)."""
     from components.sids.bench import run_sid_benchmark
 
-    typer.echo(json.dumps(run_sid_benchmark(items, dim, levels, codebook_size), indent=2))
+    typer.echo(json.dumps(run_sid_benchmark(items, dim, levels, codebook_size, threads=threads), indent=2))

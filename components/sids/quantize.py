@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_BEAM = 4096  # widest beam tried when looking for a free code tuple before the exhaustive scan
+
 
 @dataclass
 class Quantizer:
@@ -129,17 +131,26 @@ def reconstruction_error(quantizer: Quantizer, x: np.ndarray, codes: np.ndarray)
 
 
 def _candidates(z: np.ndarray, codebooks: list[np.ndarray], beam: int) -> list[tuple[float, tuple[int, ...]]]:
-    """Best `beam` code tuples for one vector by beam search over levels (lowest residual error first)."""
-    paths = [(0.0, (), z)]
+    """Best `beam` code tuples for one vector by beam search over levels (lowest residual error first).
+
+    Vectorised over the beam: at each level every kept path is extended by every code, and the `beam`
+    extensions with the smallest remaining residual survive. A beam >= the capacity enumerates all tuples.
+    """
+    prefixes = np.zeros((1, 0), dtype=np.int64)
+    residuals = z[None, :].astype(np.float32)
+    errors = np.zeros(1, dtype=np.float32)
     for centroids in codebooks:
-        grown = []
-        for _, prefix, residual in paths:
-            d = ((centroids - residual) ** 2).sum(1)
-            for c in np.argsort(d)[:beam]:
-                grown.append((float(d[c]), (*prefix, int(c)), residual - centroids[c]))
-        grown.sort(key=lambda p: p[0])
-        paths = grown[:beam]
-    return [(err, codes) for err, codes, _ in paths]
+        # ||r - c||^2 for every (path, code) pair
+        d = (residuals**2).sum(1, keepdims=True) - 2.0 * residuals @ centroids.T + (centroids**2).sum(1)[None, :]
+        flat = d.ravel()
+        keep = min(beam, flat.size)
+        best = np.argpartition(flat, keep - 1)[:keep] if keep < flat.size else np.arange(flat.size)
+        best = best[np.argsort(flat[best], kind="stable")]
+        path, code = np.divmod(best, len(centroids))
+        prefixes = np.concatenate([prefixes[path], code[:, None]], axis=1)
+        residuals = residuals[path] - centroids[code]
+        errors = flat[best]
+    return [(float(e), tuple(int(c) for c in row)) for e, row in zip(errors, prefixes, strict=True)]
 
 
 def assign_unique(
@@ -166,16 +177,19 @@ def assign_unique(
         else:
             taken.add(key)
     z = quantizer.encode(x)
+    beam = 8
     for i in pending:
-        beam = 8
+        # neighbours in the pending order crowd the same region: start near the beam the last item needed
+        beam = max(8, beam // 2)
         while True:
             free = [c for _, c in _candidates(z[i], quantizer.codebooks, beam) if c not in taken]
             if free:
                 out[i] = free[0]
                 taken.add(free[0])
                 break
-            if beam >= max(sizes):
-                # exhaustive fallback: any free tuple (capacity check above guarantees one exists)
+            if beam >= min(math.prod(sizes), MAX_BEAM):
+                # a beam >= capacity enumerates every tuple, so this only runs for huge, nearly full
+                # codebooks: take any free tuple (the capacity check above guarantees one exists)
                 for flat in range(math.prod(sizes)):
                     cand = tuple(int(v) for v in np.unravel_index(flat, sizes))
                     if cand not in taken:

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from components.config import SidConfig
-from components.sids.build import code_usage_plot, load_quantizer, save_quantizer
+from components.sids.build import load_quantizer, save_quantizer
 from components.sids.collaborative import fold_in, fuse
 from components.sids.embeddings import content_embeddings
+from components.sids.plots import code_usage_plot
 from components.sids.quantize import assign_unique, greedy_codes, reconstruction_error
 from components.sids.sidmap import SidMap
 

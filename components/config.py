@@ -95,6 +95,9 @@ class TrainConfig(_Section):
     seed: int = 0
     max_steps: int | None = None
     checkpoint_every: int = 500
+    # torch intra-op threads (0 = torch's default). 1 is fastest on a shared 2-core machine: spinning threads
+    # of competing processes made training 10x slower in our measurements.
+    torch_threads: int = 0
 
 
 class EvalConfig(_Section):

@@ -1,5 +1,36 @@
-"""CLI for the evaluation step (commands are added by the step's module)."""
+"""`sidrec evaluate`: score a trained model or a baseline on valid/test."""
+
+from __future__ import annotations
+
+import json
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("model")
+def model(model_dir: str, split: str = "valid", config: str = typer.Option(None, help="Deployment YAML."),
+          limit: int = typer.Option(None, help="Score only the first N rows.")) -> None:
+    """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model (constrained beam search)."""
+    from pathlib import Path
+
+    from components.config import load_config
+    from components.data.splits import load_split_examples
+    from components.evaluation.evaluate import evaluate_model_dir
+
+    cfg = load_config(config)
+    examples = load_split_examples(cfg.path(cfg.data.splits_dir), split)
+    examples = examples.head(limit) if limit else examples
+    typer.echo(json.dumps(evaluate_model_dir(Path(model_dir), examples, cfg.eval.ks, cfg.eval.beam_size,
+                                             cfg.eval.batch_size), indent=2))
+
+
+@app.command("baselines")
+def baselines(split: str = "valid", config: str = typer.Option(None, help="Deployment YAML.")) -> None:
+    """Most-popular, last-item Markov and SASRec on the same split (fit on train, + valid for test)."""
+    from components.config import load_config
+    from components.evaluation.benchmark import score_baselines
+
+    cfg = load_config(config)
+    typer.echo(json.dumps(score_baselines(cfg, split), indent=2))

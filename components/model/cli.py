@@ -1,5 +1,59 @@
-"""CLI for the model step (commands are added by the step's module)."""
+"""`sidrec train`: fine-tune the generative recommender (single process or DDP)."""
+
+from __future__ import annotations
+
+import json
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("run")
+def run(config: str = typer.Option(None, help="Deployment YAML."),
+        sid_map: str = typer.Option("latest", help="SID map dir, or 'latest' from the artifact store."),
+        out: str = typer.Option(None, help="Model output dir (default runs/model)."),
+        publish: bool = typer.Option(True, help="Publish the model dir as the 'model' artifact.")) -> None:
+    """Alignment + next-item training on the configured data; selects the best epoch on valid."""
+    from pathlib import Path
+
+    from components.config import load_config
+    from components.data.readers import read_catalog
+    from components.data.splits import load_split_examples
+    from components.sids.sidmap import SidMap
+    from components.store.artifacts import ArtifactStore
+
+    cfg = load_config(config)
+    store = ArtifactStore.from_config(cfg.store)
+    sidmap = SidMap.load(store.fetch("sid_map") if sid_map == "latest" else Path(sid_map))
+    catalog = read_catalog(cfg.path(cfg.data.catalog_uri))
+    splits = cfg.path(cfg.data.splits_dir)
+    from components.model.train import train_model
+
+    out_dir = Path(out) if out else Path(cfg.path(cfg.run_root)) / "model"
+    path = train_model(cfg, sidmap, catalog, load_split_examples(splits, "train"),
+                       load_split_examples(splits, "valid"), out_dir)
+    info = json.loads((path / "sidrec_model.json").read_text())
+    if publish:
+        info["artifact_version"] = store.publish("model", path, metadata=info)
+    typer.echo(json.dumps(info, indent=2, default=str))
+
+
+@app.command("ddp")
+def ddp(config: str = typer.Option(None, help="Deployment YAML."), nproc: int = 2, steps: int = 20,
+        global_batch: int = 16, sid_map: str = typer.Option(..., help="SID map dir.")) -> None:
+    """Data-parallel next-item training over N local processes (gloo on CPU, NCCL on GPUs)."""
+    import tempfile
+    from pathlib import Path
+
+    from components.config import load_config
+    from components.data.splits import load_split_examples
+    from components.model.distributed import train_ddp
+    from components.model.examples import next_item_examples
+    from components.sids.sidmap import SidMap
+
+    cfg = load_config(config)
+    sidmap = SidMap.load(Path(sid_map))
+    texts = next_item_examples(load_split_examples(cfg.path(cfg.data.splits_dir), "train"), sidmap)
+    losses = train_ddp(cfg, texts, nproc, steps, global_batch, Path(tempfile.mkdtemp()) / "losses.json")
+    typer.echo(json.dumps({"world_size": nproc, "losses": losses}))

@@ -102,6 +102,8 @@ def train_causal_lm(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     data = tokenize_pairs(tokenizer, examples, max_length)
     n_batches = math.ceil(len(data) / cfg.batch_size)
     steps_per_epoch = max(1, n_batches // cfg.grad_accum)

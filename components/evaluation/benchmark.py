@@ -1,0 +1,112 @@
+"""`sidrec benchmark`: the generative model and every baseline on amazon-industrial, side by side.
+
+Protocol (the dataset's): select on valid with models fit on train; report test with models fit on
+train + valid. The SID map is built once from the catalog text and the train-period events only, so neither
+valid nor test interactions leak into the item codes. The generative model's epoch count is chosen on valid,
+then it is retrained on train + valid for that many epochs and scored on test.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from components.config import Config, load_config
+from components.evaluation.baselines import LastItemMarkov, MostPopular, SASRec
+from components.evaluation.metrics import hit_rate_ndcg
+
+log = logging.getLogger(__name__)
+KS = [3, 5, 10]
+
+
+def _splits(cfg: Config) -> dict[str, pd.DataFrame]:
+    from components.data.splits import load_split_examples
+
+    return {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid", "test")}
+
+
+def score_baselines(cfg: Config, split: str, splits: dict[str, pd.DataFrame] | None = None,
+                    catalog_ids: list[str] | None = None) -> dict[str, dict]:
+    """Fit each baseline (train for valid; train + valid for test) and score it on `split`."""
+    splits = splits or _splits(cfg)
+    fit = splits["train"] if split == "valid" else pd.concat([splits["train"], splits["valid"]], ignore_index=True)
+    target = splits[split]
+    histories = [list(h) for h in target["history"]]
+    out = {}
+    for model in (MostPopular(), LastItemMarkov(), SASRec()):
+        t0 = time.perf_counter()
+        if isinstance(model, SASRec):
+            # epochs selected on valid: fit with valid monitoring, then reuse the best epoch count for test
+            model.fit(splits["train"], splits["valid"], catalog_ids)
+            if split == "test":
+                model = SASRec(epochs=model.best_epoch).fit(fit, None, catalog_ids)
+        else:
+            model.fit(fit)
+        seconds = time.perf_counter() - t0
+        metrics = hit_rate_ndcg(model.recommend(histories, max(KS)), target["target"].tolist(), KS)
+        metrics.update({"invalid_rate": 0.0, "train_seconds": round(seconds, 1)})
+        out[model.name] = metrics
+    return out
+
+
+def run_benchmark(config_path: str | None, out: str) -> dict:
+    """Build SIDs, score baselines and the generative model on valid and test; write table.md + metrics.json."""
+    from components.data.readers import read_catalog, read_events
+    from components.evaluation.evaluate import evaluate_model_dir
+    from components.model.train import train_model
+    from components.sids.build import build_sids
+
+    cfg = load_config(config_path or Path(__file__).resolve().parents[2] / "configs" / "benchmark.yaml")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits = _splits(cfg)
+    catalog = read_catalog(cfg.path(cfg.data.catalog_uri))
+    events = read_events(cfg.path(cfg.data.events_uri))
+    train_events = events[events["split"] == "train"] if "split" in events else events
+    sidmap = build_sids(catalog, train_events, cfg.sids, out_dir / "sid_map")
+    ids = catalog["item_id"].astype(str).tolist()
+    results: dict[str, dict] = {"valid": score_baselines(cfg, "valid", splits, ids),
+                                "test": score_baselines(cfg, "test", splits, ids)}
+    name = f"sidrec generative ({cfg.model.backbone})"
+    t0 = time.perf_counter()
+    model_dir = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], out_dir / "model_train")
+    select_seconds = time.perf_counter() - t0
+    info = json.loads((model_dir / "sidrec_model.json").read_text())
+    history = json.loads((model_dir / "history.json").read_text())
+    results["valid"][name] = {**evaluate_model_dir(model_dir, splits["valid"], KS, cfg.eval.beam_size,
+                                                   cfg.eval.batch_size), "train_seconds": round(select_seconds, 1)}
+    best_step = max((h for h in history if "valid" in h), key=lambda h: h["valid"], default={"step": info["steps"]})
+    steps_per_epoch = max(1, info["steps"] / max(cfg.train.epochs, 1e-9))
+    best_epochs = max(1.0, round(best_step["step"] / steps_per_epoch, 2))
+    final_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": best_epochs})})
+    t1 = time.perf_counter()
+    final_dir = train_model(final_cfg, sidmap, catalog,
+                            pd.concat([splits["train"], splits["valid"]], ignore_index=True), None,
+                            out_dir / "model_final")
+    final_seconds = time.perf_counter() - t1
+    results["test"][name] = {**evaluate_model_dir(final_dir, splits["test"], KS, cfg.eval.beam_size,
+                                                  cfg.eval.batch_size), "train_seconds": round(final_seconds, 1)}
+    results["meta"] = {"sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
+                       "selected_epochs": best_epochs, "config": cfg.model_dump()}
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
+    table = markdown_table(results)
+    (out_dir / "table.md").write_text(table)
+    print(table)
+    return results
+
+
+def markdown_table(results: dict) -> str:
+    lines = []
+    for split in ("test", "valid"):
+        lines += [f"**{split}** ({'fit on train + valid' if split == 'test' else 'fit on train'})", "",
+                  "| model | HR@3 | NDCG@3 | HR@5 | NDCG@5 | HR@10 | NDCG@10 | invalid SIDs | CPU train s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, m in results[split].items():
+            lines.append(f"| {name} | " + " | ".join(f"{m[f'{k}@{n}']:.4f}" for n in KS for k in ("HR", "NDCG"))
+                         + f" | {m.get('invalid_rate', 0):.3f} | {m.get('train_seconds', 0):.0f} |")
+        lines.append("")
+    return "\n".join(lines)

@@ -54,26 +54,56 @@ def item_embeddings(catalog: pd.DataFrame, events: pd.DataFrame, cfg: SidConfig)
     return fuse(content, collab, cfg.content_weight, cfg.collab_weight), collab
 
 
-def save_quantizer(quantizer: Quantizer, path: Path) -> None:
-    arrays = {f"codebook_{i}": cb for i, cb in enumerate(quantizer.codebooks)}
-    for key, value in (quantizer.encoder_state or {}).items():
-        arrays[f"encoder_{key}"] = value
-    np.savez(path, kind=np.array(quantizer.kind), **arrays)
+MAP_FILES = ("sid_map.parquet", "sid_map.json", "metrics.json", "refresh.json", "build_state.npz", "code_usage.png")
 
 
-def load_quantizer(path: Path) -> Quantizer:
-    with np.load(path) as data:
-        books = [data[f"codebook_{i}"] for i in range(sum(k.startswith("codebook_") for k in data.files))]
-        state = {k.removeprefix("encoder_"): data[k] for k in data.files if k.startswith("encoder_")} or None
-        return Quantizer(books, str(data["kind"]), state)
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create `out_dir` and remove a previous map's files from it: the whole dir is published, so a stale
+    file (say an RQ-VAE encoder from an older build) must not ride along with a new map."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out_dir / "codebooks", ignore_errors=True)
+    for name in MAP_FILES:
+        (out_dir / name).unlink(missing_ok=True)
+    return out_dir
+
+
+def save_quantizer(quantizer: Quantizer, out_dir: Path) -> None:
+    """Codebooks as codebooks/level_{i}.npy (plain arrays any tool can read), RQ-VAE encoder as encoder.npz."""
+    books = Path(out_dir) / "codebooks"
+    books.mkdir(parents=True, exist_ok=True)
+    for level, centroids in enumerate(quantizer.codebooks):
+        np.save(books / f"level_{level}.npy", centroids)
+    if quantizer.encoder_state:
+        np.savez(books / "encoder.npz", **quantizer.encoder_state)
+    (books / "quantizer.json").write_text(
+        json.dumps(
+            {"kind": quantizer.kind, "levels": len(quantizer.codebooks), "sizes": [len(c) for c in quantizer.codebooks]}
+        )
+    )
+
+
+def load_quantizer(map_dir: Path) -> Quantizer:
+    """The quantizer saved with a build, so a refresh assigns new items with exactly the same codebooks."""
+    books = Path(map_dir) / "codebooks"
+    if not (books / "quantizer.json").exists():
+        raise FileNotFoundError(f"{books}/quantizer.json missing: {map_dir} is not a SID build dir (sidrec sids build)")
+    header = json.loads((books / "quantizer.json").read_text())
+    codebooks = [np.load(books / f"level_{level}.npy") for level in range(header["levels"])]
+    state = None
+    if (books / "encoder.npz").exists():
+        with np.load(books / "encoder.npz") as data:
+            state = {k: data[k] for k in data.files}
+    return Quantizer(codebooks, header["kind"], state)
 
 
 def build_sids(
     catalog: pd.DataFrame, events: pd.DataFrame, cfg: SidConfig, out_dir: Path, version: str | None = None
 ) -> SidMap:
     """Build the SID map for `catalog`; writes the map, quantizer, metrics.json and code_usage.png."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir)
     item_ids = catalog["item_id"].astype(str).tolist()
     if len(set(item_ids)) != len(item_ids):
         dupes = pd.Series(item_ids)[pd.Series(item_ids).duplicated()].unique()[:5].tolist()
@@ -123,7 +153,7 @@ def build_sids(
     )
     assert sidmap.n_collisions() == 0
     sidmap.save(out_dir)
-    save_quantizer(quantizer, out_dir / "quantizer.npz")
+    save_quantizer(quantizer, out_dir)
     np.savez(
         out_dir / "build_state.npz",
         item_ids=np.array(item_ids),

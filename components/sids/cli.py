@@ -85,7 +85,7 @@ def refresh(
     if result.rebuild and rebuild_on_drift:
         from components.sids.build import build_sids
 
-        rebuilt_dir = out_dir / "rebuild"
+        rebuilt_dir = out_dir.with_name(out_dir.name + "_rebuild")  # a sibling: out_dir is published
         sidmap = build_sids(cat, ev, cfg.sids, rebuilt_dir)
         summary["rebuilt"] = json.loads((rebuilt_dir / "metrics.json").read_text())
         if publish:

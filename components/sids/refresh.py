@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import SidConfig
-from components.sids.build import load_quantizer, save_quantizer
+from components.sids.build import load_quantizer, prepare_out_dir, save_quantizer
 from components.sids.collaborative import fold_in, fuse
 from components.sids.embeddings import content_embeddings
 from components.sids.plots import code_usage_plot
@@ -53,7 +53,7 @@ def refresh_sids(
     """Refresh the map in `old_map_dir` for the current `catalog`; writes the refreshed map to `out_dir`."""
     old_map_dir, out_dir = Path(old_map_dir), Path(out_dir)
     old = SidMap.load(old_map_dir)
-    quantizer = load_quantizer(old_map_dir / "quantizer.npz")
+    quantizer = load_quantizer(old_map_dir)
     with np.load(old_map_dir / "build_state.npz") as state:
         known_ids = state["item_ids"].tolist()
         known_collab = state["collab"]
@@ -106,9 +106,9 @@ def refresh_sids(
         {**old.meta, "refreshed_from": old.version, "retired": len(retired_before) + len(retired)},
     )
     assert sidmap.n_collisions() == 0
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(out_dir)
     sidmap.save(out_dir)
-    save_quantizer(quantizer, out_dir / "quantizer.npz")
+    save_quantizer(quantizer, out_dir)
     collab_all = np.concatenate([known_collab[kept_index], new_collab])
     np.savez(
         out_dir / "build_state.npz",

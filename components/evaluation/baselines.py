@@ -66,16 +66,19 @@ class _SASRecNet(nn.Module):
         self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)
         self.pos = nn.Embedding(max_len, dim)
         block = nn.TransformerEncoderLayer(dim, heads, dim * 2, dropout, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(block, layers)
+        self.encoder = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         """seqs [B, L] right-aligned item indices (0 = pad) -> logits over items [B, n_items + 1]."""
         length = seqs.shape[1]
-        x = self.drop(self.items(seqs) * self.items.embedding_dim**0.5 + self.pos(torch.arange(length)))
+        real = (seqs > 0).unsqueeze(-1).float()
+        x = self.drop((self.items(seqs) * self.items.embedding_dim**0.5 + self.pos(torch.arange(length))) * real)
+        # sequences are right-aligned, so under the causal mask the last position sees every real item; pads
+        # are zero vectors (a key-padding mask would leave fully masked pad rows = NaN)
         causal = torch.triu(torch.ones(length, length, dtype=torch.bool), 1)
-        h = self.norm(self.encoder(x, mask=causal, src_key_padding_mask=seqs == 0))
+        h = self.norm(self.encoder(x, mask=causal))
         return h[:, -1] @ self.items.weight.T
 
 
@@ -90,7 +93,7 @@ class SASRec:
         layers: int = 2,
         heads: int = 2,
         max_len: int = 10,
-        dropout: float = 0.3,
+        dropout: float = 0.2,
         epochs: int = 30,
         lr: float = 1e-3,
         batch_size: int = 128,

@@ -29,8 +29,9 @@ def _splits(cfg: Config) -> dict[str, pd.DataFrame]:
     return {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid", "test")}
 
 
-def score_baselines(cfg: Config, split: str, splits: dict[str, pd.DataFrame] | None = None,
-                    catalog_ids: list[str] | None = None) -> dict[str, dict]:
+def score_baselines(
+    cfg: Config, split: str, splits: dict[str, pd.DataFrame] | None = None, catalog_ids: list[str] | None = None
+) -> dict[str, dict]:
     """Fit each baseline (train for valid; train + valid for test) and score it on `split`."""
     splits = splits or _splits(cfg)
     fit = splits["train"] if split == "valid" else pd.concat([splits["train"], splits["valid"]], ignore_index=True)
@@ -69,29 +70,43 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
     train_events = events[events["split"] == "train"] if "split" in events else events
     sidmap = build_sids(catalog, train_events, cfg.sids, out_dir / "sid_map")
     ids = catalog["item_id"].astype(str).tolist()
-    results: dict[str, dict] = {"valid": score_baselines(cfg, "valid", splits, ids),
-                                "test": score_baselines(cfg, "test", splits, ids)}
+    results: dict[str, dict] = {
+        "valid": score_baselines(cfg, "valid", splits, ids),
+        "test": score_baselines(cfg, "test", splits, ids),
+    }
     name = f"sidrec generative ({cfg.model.backbone})"
     t0 = time.perf_counter()
     model_dir = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], out_dir / "model_train")
     select_seconds = time.perf_counter() - t0
     info = json.loads((model_dir / "sidrec_model.json").read_text())
     history = json.loads((model_dir / "history.json").read_text())
-    results["valid"][name] = {**evaluate_model_dir(model_dir, splits["valid"], KS, cfg.eval.beam_size,
-                                                   cfg.eval.batch_size), "train_seconds": round(select_seconds, 1)}
+    results["valid"][name] = {
+        **evaluate_model_dir(model_dir, splits["valid"], KS, cfg.eval.beam_size, cfg.eval.batch_size),
+        "train_seconds": round(select_seconds, 1),
+    }
     best_step = max((h for h in history if "valid" in h), key=lambda h: h["valid"], default={"step": info["steps"]})
     steps_per_epoch = max(1, info["steps"] / max(cfg.train.epochs, 1e-9))
     best_epochs = max(1.0, round(best_step["step"] / steps_per_epoch, 2))
     final_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": best_epochs})})
     t1 = time.perf_counter()
-    final_dir = train_model(final_cfg, sidmap, catalog,
-                            pd.concat([splits["train"], splits["valid"]], ignore_index=True), None,
-                            out_dir / "model_final")
+    final_dir = train_model(
+        final_cfg,
+        sidmap,
+        catalog,
+        pd.concat([splits["train"], splits["valid"]], ignore_index=True),
+        None,
+        out_dir / "model_final",
+    )
     final_seconds = time.perf_counter() - t1
-    results["test"][name] = {**evaluate_model_dir(final_dir, splits["test"], KS, cfg.eval.beam_size,
-                                                  cfg.eval.batch_size), "train_seconds": round(final_seconds, 1)}
-    results["meta"] = {"sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
-                       "selected_epochs": best_epochs, "config": cfg.model_dump()}
+    results["test"][name] = {
+        **evaluate_model_dir(final_dir, splits["test"], KS, cfg.eval.beam_size, cfg.eval.batch_size),
+        "train_seconds": round(final_seconds, 1),
+    }
+    results["meta"] = {
+        "sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
+        "selected_epochs": best_epochs,
+        "config": cfg.model_dump(),
+    }
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
     table = markdown_table(results)
     (out_dir / "table.md").write_text(table)
@@ -102,11 +117,17 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
 def markdown_table(results: dict) -> str:
     lines = []
     for split in ("test", "valid"):
-        lines += [f"**{split}** ({'fit on train + valid' if split == 'test' else 'fit on train'})", "",
-                  "| model | HR@3 | NDCG@3 | HR@5 | NDCG@5 | HR@10 | NDCG@10 | invalid SIDs | CPU train s |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"**{split}** ({'fit on train + valid' if split == 'test' else 'fit on train'})",
+            "",
+            "| model | HR@3 | NDCG@3 | HR@5 | NDCG@5 | HR@10 | NDCG@10 | invalid SIDs | CPU train s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for name, m in results[split].items():
-            lines.append(f"| {name} | " + " | ".join(f"{m[f'{k}@{n}']:.4f}" for n in KS for k in ("HR", "NDCG"))
-                         + f" | {m.get('invalid_rate', 0):.3f} | {m.get('train_seconds', 0):.0f} |")
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{m[f'{k}@{n}']:.4f}" for n in KS for k in ("HR", "NDCG"))
+                + f" | {m.get('invalid_rate', 0):.3f} | {m.get('train_seconds', 0):.0f} |"
+            )
         lines.append("")
     return "\n".join(lines)

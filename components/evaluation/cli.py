@@ -10,8 +10,12 @@ app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("model")
-def model(model_dir: str, split: str = "valid", config: str = typer.Option(None, help="Deployment YAML."),
-          limit: int = typer.Option(None, help="Score only the first N rows.")) -> None:
+def model(
+    model_dir: str,
+    split: str = "valid",
+    config: str = typer.Option(None, help="Deployment YAML."),
+    limit: int = typer.Option(None, help="Score only the first N rows."),
+) -> None:
     """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model (constrained beam search)."""
     from pathlib import Path
 
@@ -22,8 +26,12 @@ def model(model_dir: str, split: str = "valid", config: str = typer.Option(None,
     cfg = load_config(config)
     examples = load_split_examples(cfg.path(cfg.data.splits_dir), split)
     examples = examples.head(limit) if limit else examples
-    typer.echo(json.dumps(evaluate_model_dir(Path(model_dir), examples, cfg.eval.ks, cfg.eval.beam_size,
-                                             cfg.eval.batch_size), indent=2))
+    typer.echo(
+        json.dumps(
+            evaluate_model_dir(Path(model_dir), examples, cfg.eval.ks, cfg.eval.beam_size, cfg.eval.batch_size),
+            indent=2,
+        )
+    )
 
 
 @app.command("baselines")

@@ -112,10 +112,11 @@ def train_causal_lm(
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     embed = model.get_input_embeddings().weight
-    frozen_rows = None
+    old_rows = None
     if new_token_ids:
-        frozen_rows = torch.ones(embed.shape[0], 1, dtype=embed.dtype)
-        frozen_rows[torch.tensor(new_token_ids)] = 0.0
+        old_rows = torch.ones(embed.shape[0], dtype=torch.bool)
+        old_rows[torch.tensor(new_token_ids)] = False
+        old_values = embed.detach()[old_rows].clone()
 
     def set_stage(warm: bool) -> None:
         for name, p in model.named_parameters():
@@ -164,11 +165,12 @@ def train_causal_lm(
                 with autocast:
                     loss = completion_loss(model, input_ids, mask, labels) / cfg.grad_accum
                 loss.backward()
-                loss_value += float(loss)
-            if step < warmup_steps and frozen_rows is not None and embed.grad is not None:
-                embed.grad.mul_(1 - frozen_rows)  # only the new SID rows move during warm-up
+                loss_value += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optim.step()
+            if step < warmup_steps and old_rows is not None:
+                with torch.no_grad():  # only the new SID rows move during warm-up (undo decay/momentum)
+                    embed[old_rows] = old_values
             schedule.step()
             step += 1
             smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value

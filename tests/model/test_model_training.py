@@ -1,0 +1,117 @@
+"""Backbone + SID vocabulary + completion-only training on synthetic data with the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from components.config import SidConfig, load_config
+from components.data.splits import examples_from_events
+from components.data.synthetic import generate_synthetic
+from components.model.backbone import load_backbone, load_trained
+from components.model.examples import build_training_texts
+from components.model.train import _batch, tokenize_pairs, train_causal_lm, train_model
+from components.model.vocab import add_sid_tokens
+from components.sids.build import build_sids
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    catalog, events = generate_synthetic(n_items=80, n_users=120, seed=2)
+    sidmap = build_sids(
+        catalog,
+        events,
+        SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8),
+        tmp_path_factory.mktemp("sids"),
+    )
+    cfg = load_config(
+        None,
+        overrides={
+            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
+            "train": {
+                "epochs": 1,
+                "batch_size": 16,
+                "lr": 0.005,
+                "max_steps": 12,
+                "checkpoint_every": 5,
+                "torch_threads": 1,
+            },
+            "eval": {"beam_size": 10, "max_examples": 30, "batch_size": 16},
+        },
+    )
+    return cfg, catalog, events, sidmap, examples_from_events(events, 5)
+
+
+def test_sid_vocabulary_rows_are_distinct_and_three_ids(world):
+    cfg, _, _, sidmap, _ = world
+    model, tokenizer = load_backbone(cfg.model)
+    before = len(tokenizer)
+    ids = add_sid_tokens(model, tokenizer, sidmap)
+    assert len(ids) == sum(sidmap.codebook_sizes) and min(ids) >= before
+    rows = model.get_input_embeddings().weight[ids]
+    assert torch.cdist(rows, rows).fill_diagonal_(1.0).min() > 1e-3  # no two new rows identical
+    assert len(tokenizer(sidmap.sid_of(sidmap.item_ids[3]), add_special_tokens=False)["input_ids"]) == 3
+
+
+def test_loss_is_on_completion_only(world):
+    cfg, _, _, sidmap, _ = world
+    _, tokenizer = load_backbone(cfg.model)
+    add_sid_tokens(load_backbone(cfg.model)[0], tokenizer, sidmap)
+    data = tokenize_pairs(tokenizer, [("User bought: x\nNext:", sidmap.sid_of("i1"))], 64)
+    ids, mask, labels = _batch(data, 0)
+    assert (labels != -100).sum() == 3 and labels[0, -3:].tolist() == ids[0, -3:].tolist()
+
+
+def test_training_reduces_loss_resumes_and_saves(world, tmp_path):
+    cfg, catalog, _, sidmap, splits = world
+    model, tokenizer = load_backbone(cfg.model)
+    new_ids = add_sid_tokens(model, tokenizer, sidmap)
+    texts = build_training_texts(splits["train"], sidmap, catalog, cfg.train)
+    assert any(c.startswith(" ") for _, c in texts) and any(p == "" for p, _ in texts)  # all three tasks
+    old_rows = model.get_input_embeddings().weight[: new_ids[0]].clone()
+    warm = cfg.train.model_copy(update={"max_steps": 6, "warmup_epochs": 1.0, "epochs": 1.0})
+    stats = train_causal_lm(model, tokenizer, texts, warm, tmp_path / "w", new_token_ids=new_ids)
+    assert torch.equal(model.get_input_embeddings().weight[: new_ids[0]], old_rows)  # warm-up: new rows only
+    stats = train_causal_lm(model, tokenizer, texts, cfg.train, tmp_path / "t")
+    losses = [h["loss"] for h in stats["history"] if "loss" in h]
+    assert losses[-1] < losses[0] and stats["steps"] == 12
+    assert (tmp_path / "t" / "training_curve.png").exists() and not (tmp_path / "t" / "checkpoint.pt").exists()
+
+
+def test_resume_from_checkpoint(world, tmp_path):
+    cfg, catalog, _, sidmap, splits = world
+    model, tokenizer = load_backbone(cfg.model)
+    add_sid_tokens(model, tokenizer, sidmap)
+    texts = build_training_texts(splits["train"], sidmap, catalog, cfg.train)
+    first = cfg.train.model_copy(update={"max_steps": 5})
+    train_causal_lm(model, tokenizer, texts, first, tmp_path)  # finishes: checkpoint removed
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optim": torch.optim.AdamW(model.parameters()).state_dict(),
+            "schedule": {
+                "last_epoch": 5,
+                "_step_count": 6,
+                "base_lrs": [cfg.train.lr],
+                "_last_lr": [cfg.train.lr],
+                "lr_lambdas": [None],
+            },
+            "step": 5,
+            "history": [{"step": 5, "loss": 1.0}],
+            "best": -1.0,
+        },
+        tmp_path / "checkpoint.pt",
+    )
+    stats = train_causal_lm(model, tokenizer, texts, cfg.train, tmp_path)
+    assert stats["steps"] == 12 and stats["history"][0] == {"step": 5, "loss": 1.0}
+
+
+def test_train_model_writes_a_loadable_model(world, tmp_path):
+    cfg, catalog, _, sidmap, splits = world
+    path = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], tmp_path / "model")
+    model, tokenizer, loaded = load_trained(path)
+    assert loaded.version == sidmap.version and len(tokenizer) == model.get_input_embeddings().weight.shape[0]
+    info = json.loads((path / "sidrec_model.json").read_text())
+    assert info["steps"] == 12 and info["best_valid"] >= 0

@@ -95,7 +95,7 @@ class SASRec:
         max_len: int = 10,
         dropout: float = 0.2,
         epochs: int = 30,
-        lr: float = 1e-3,
+        lr: float = 3e-3,
         batch_size: int = 128,
         seed: int = 0,
     ) -> None:

@@ -10,10 +10,12 @@ app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("run")
-def run(config: str = typer.Option(None, help="Deployment YAML."),
-        sid_map: str = typer.Option("latest", help="SID map dir, or 'latest' from the artifact store."),
-        out: str = typer.Option(None, help="Model output dir (default runs/model)."),
-        publish: bool = typer.Option(True, help="Publish the model dir as the 'model' artifact.")) -> None:
+def run(
+    config: str = typer.Option(None, help="Deployment YAML."),
+    sid_map: str = typer.Option("latest", help="SID map dir, or 'latest' from the artifact store."),
+    out: str = typer.Option(None, help="Model output dir (default runs/model)."),
+    publish: bool = typer.Option(True, help="Publish the model dir as the 'model' artifact."),
+) -> None:
     """Alignment + next-item training on the configured data; selects the best epoch on valid."""
     from pathlib import Path
 
@@ -31,8 +33,9 @@ def run(config: str = typer.Option(None, help="Deployment YAML."),
     from components.model.train import train_model
 
     out_dir = Path(out) if out else Path(cfg.path(cfg.run_root)) / "model"
-    path = train_model(cfg, sidmap, catalog, load_split_examples(splits, "train"),
-                       load_split_examples(splits, "valid"), out_dir)
+    path = train_model(
+        cfg, sidmap, catalog, load_split_examples(splits, "train"), load_split_examples(splits, "valid"), out_dir
+    )
     info = json.loads((path / "sidrec_model.json").read_text())
     if publish:
         info["artifact_version"] = store.publish("model", path, metadata=info)
@@ -40,8 +43,13 @@ def run(config: str = typer.Option(None, help="Deployment YAML."),
 
 
 @app.command("ddp")
-def ddp(config: str = typer.Option(None, help="Deployment YAML."), nproc: int = 2, steps: int = 20,
-        global_batch: int = 16, sid_map: str = typer.Option(..., help="SID map dir.")) -> None:
+def ddp(
+    config: str = typer.Option(None, help="Deployment YAML."),
+    nproc: int = 2,
+    steps: int = 20,
+    global_batch: int = 16,
+    sid_map: str = typer.Option(..., help="SID map dir."),
+) -> None:
     """Data-parallel next-item training over N local processes (gloo on CPU, NCCL on GPUs)."""
     import tempfile
     from pathlib import Path

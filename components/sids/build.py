@@ -99,6 +99,16 @@ def load_quantizer(map_dir: Path) -> Quantizer:
     return Quantizer(codebooks, header["kind"], state)
 
 
+def _residual_curve(quantizer: Quantizer, x: np.ndarray, codes: np.ndarray) -> list[float]:
+    """Mean squared residual after each level (in the quantizer's space): each level should cut it further."""
+    residual = quantizer.encode(x).copy()
+    curve = []
+    for level, centroids in enumerate(quantizer.codebooks):
+        residual -= centroids[codes[:, level]]
+        curve.append(round(float((residual**2).sum(1).mean()), 6))
+    return curve
+
+
 def build_sids(
     catalog: pd.DataFrame, events: pd.DataFrame, cfg: SidConfig, out_dir: Path, version: str | None = None
 ) -> SidMap:
@@ -139,6 +149,7 @@ def build_sids(
         "collisions_after_resolution": len(item_ids) - len({tuple(r) for r in codes.tolist()}),
         "utilisation_per_level": [float(len(np.unique(codes[:, lv])) / sizes[lv]) for lv in range(cfg.levels)],
         "reconstruction_mse": float(errors.mean()),
+        "residual_mse_after_level": _residual_curve(quantizer, fused, codes),
         "embedding_seconds": round(t_embed, 2),
         "quantizer_seconds": round(t_quant, 2),
         "build_seconds": round(time.perf_counter() - t0, 2),

@@ -57,7 +57,8 @@ def fold_in(
     events: pd.DataFrame, new_ids: list[str], known_ids: list[str], known_vectors: np.ndarray, window: int = 3
 ) -> np.ndarray:
     """Collaborative vectors for new items: the normalised mean of the known items they co-occur with."""
-    ids = list(known_ids) + [i for i in new_ids if i not in set(known_ids)]
+    known_set = set(known_ids)
+    ids = list(known_ids) + [i for i in new_ids if i not in known_set]
     index = {iid: i for i, iid in enumerate(ids)}
     counts = cooccurrence(events, index, window)
     n_known = len(known_ids)

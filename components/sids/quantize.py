@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CHUNK_ROWS = 32_768  # rows per cost-matrix matmul in collision resolution
 MAX_BEAM = 4096  # widest beam tried when looking for a free code tuple before the exhaustive scan
 
 
@@ -184,8 +185,9 @@ def assign_unique(
     if taken_flat is not None:
         conflict |= np.isin(flat, taken_flat)
     overflow = _resolve_last_level(quantizer, z, out, conflict, taken, sizes)
-    taken.update(map(tuple, out[np.setdiff1d(np.arange(len(out)), overflow)].tolist()))
-    _resolve_by_beam(quantizer, z, out, overflow, taken, sizes)
+    if len(overflow):  # rare: a bucket with more items than last-level codes
+        taken.update(map(tuple, out[np.setdiff1d(np.arange(len(out)), overflow)].tolist()))
+        _resolve_by_beam(quantizer, z, out, overflow, taken, sizes)
     moved = int((out != codes).any(1).sum())
     return out, moved
 
@@ -204,22 +206,34 @@ def _resolve_last_level(
     last = quantizer.codebooks[-1]
     prefix = np.ravel_multi_index(out[:, :-1].T, sizes[:-1]) if len(sizes) > 1 else np.zeros(len(out), np.int64)
     taken_last: dict[int, list[int]] = {}
-    for t in taken:
-        key = int(np.ravel_multi_index(t[:-1], sizes[:-1])) if len(sizes) > 1 else 0
-        taken_last.setdefault(key, []).append(t[-1])
+    if taken:
+        held = np.array(sorted(taken), dtype=np.int64)
+        held_prefix = np.ravel_multi_index(held[:, :-1].T, sizes[:-1]) if len(sizes) > 1 else np.zeros(len(held))
+        for key, code in zip(held_prefix.tolist(), held[:, -1].tolist(), strict=True):
+            taken_last.setdefault(key, []).append(code)
     bad_buckets = np.unique(prefix[conflict])
     rows_in = np.flatnonzero(np.isin(prefix, bad_buckets))
     rows_in = rows_in[np.argsort(prefix[rows_in], kind="stable")]
     starts = np.flatnonzero(np.r_[True, np.diff(prefix[rows_in]) != 0])
+    ends = np.r_[starts[1:], len(rows_in)].astype(np.int64)
     last_sq = (last**2).sum(1)
+    all_codes = np.arange(len(last))
     overflow: list[np.ndarray] = []
-    for group in np.split(rows_in, starts[1:]):
-        bucket = int(prefix[group[0]])
-        # residual left for the last level, then squared distance to every last-level code
-        residual = z[group] - sum(cb[out[group, lv]] for lv, cb in enumerate(quantizer.codebooks[:-1]))
-        cost = (residual**2).sum(1, keepdims=True) - 2.0 * residual @ last.T + last_sq[None, :]
-        free = np.setdiff1d(np.arange(len(last)), taken_last.get(bucket, []))
-        rows, cols = linear_sum_assignment(cost[:, free])
+    chunk_lo, cost_chunk = 0, np.zeros((0, len(last)), dtype=np.float32)
+    for g, (lo, hi) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        if hi > chunk_lo + len(cost_chunk):
+            # one large matmul per ~32k rows instead of one per bucket (many tiny BLAS calls are slow)
+            chunk_lo = lo
+            chunk_hi = int(ends[max(int(np.searchsorted(ends, lo + CHUNK_ROWS, side="right")) - 1, g)])
+            rows_chunk = rows_in[lo:chunk_hi]
+            # residual left for the last level; cost = ||c||^2 - 2 r.c (||r||^2 is constant per row)
+            residual = z[rows_chunk] - sum(cb[out[rows_chunk, lv]] for lv, cb in enumerate(quantizer.codebooks[:-1]))
+            cost_chunk = last_sq[None, :] - 2.0 * (residual @ last.T)
+        group = rows_in[lo:hi]
+        cost = cost_chunk[lo - chunk_lo : hi - chunk_lo]
+        held_here = taken_last.get(int(prefix[group[0]]))
+        free = np.setdiff1d(all_codes, held_here) if held_here else all_codes
+        rows, cols = linear_sum_assignment(cost[:, free] if held_here else cost)
         out[group[rows], -1] = free[cols]
         if len(rows) < len(group):
             overflow.append(np.setdiff1d(group, group[rows]))

@@ -8,6 +8,7 @@ configured thresholds the result says `rebuild` and the orchestration builds a n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -97,13 +98,21 @@ def refresh_sids(
         reasons.append(f"new items' residual error ratio {drift['residual_ratio']:.2f} > {cfg.drift_residual_ratio}")
     if drift["mean_shift"] > cfg.drift_mean_shift:
         reasons.append(f"embedding mean shift {drift['mean_shift']:.3f} > {cfg.drift_mean_shift}")
-    version = f"{old.version}.r{len(new_ids)}-{len(retired)}" if (new_ids or retired) else old.version
+    # short and deterministic: the build's version plus a digest of the refreshed map (same inputs, same version)
+    base = old.meta.get("base_version", old.version)
+    digest = hashlib.sha1(("\n".join(item_ids)).encode() + codes.tobytes()).hexdigest()[:8]
+    version = f"{base}.r{digest}" if (new_ids or retired) else old.version
     sidmap = SidMap(
         item_ids,
         codes,
         old.codebook_sizes,
         version,
-        {**old.meta, "refreshed_from": old.version, "retired": len(retired_before) + len(retired)},
+        {
+            **old.meta,
+            "base_version": base,
+            "refreshed_from": old.version,
+            "retired": len(retired_before | set(retired)),
+        },
     )
     assert sidmap.n_collisions() == 0
     prepare_out_dir(out_dir)

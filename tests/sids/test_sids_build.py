@@ -31,6 +31,16 @@ def test_build_has_zero_collisions_and_metrics(data, tmp_path):
     assert metrics["collision_rate_before_resolution"] > 0  # 400 items in 16^3 codes do collide first
     assert all(0 < u <= 1 for u in metrics["utilisation_per_level"])
     assert metrics["reconstruction_mse"] < 1.0  # better than encoding nothing (unit vectors)
+    curve = metrics["residual_mse_after_level"]
+    assert len(curve) == 3 and curve[-1] < curve[0] < 1.0
+    assert curve[-1] == pytest.approx(metrics["reconstruction_mse"], rel=1e-4)
+    assert metrics["build_seconds"] > 0 and metrics["embedding_config_hash"] == sidmap.meta["embedding_config_hash"]
+    assert sorted(p.name for p in (tmp_path / "codebooks").iterdir()) == [
+        "level_0.npy",
+        "level_1.npy",
+        "level_2.npy",
+        "quantizer.json",
+    ]
     assert (tmp_path / "code_usage.png").stat().st_size > 1000
     again = SidMap.load(tmp_path)
     assert again.sid_of("i0") == sidmap.sid_of("i0") and again.version == sidmap.version

@@ -68,10 +68,11 @@ def constrained_beam_search(
     cache.batch_repeat_interleave(beam_size)
     mask = attention_mask.repeat_interleave(beam_size, 0)
     next_pos = position_ids[:, -1:].repeat_interleave(beam_size, 0) + 1
-    scores = torch.full((batch, beam_size), NEG_INF)
+    dev = input_ids.device
+    scores = torch.full((batch, beam_size), NEG_INF, device=dev)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at level 0
-    nodes = torch.zeros((batch, beam_size), dtype=torch.long)
-    codes = torch.zeros((batch, beam_size, 0), dtype=torch.long)
+    nodes = torch.zeros((batch, beam_size), dtype=torch.long, device=dev)
+    codes = torch.zeros((batch, beam_size, 0), dtype=torch.long, device=dev)
     return _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, 0, top_k)
 
 
@@ -92,9 +93,10 @@ def _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, node
             [codes.gather(1, parent.unsqueeze(-1).expand(-1, -1, codes.shape[-1])), code.unsqueeze(-1)], dim=-1
         )
         if level < n_levels - 1:  # feed the chosen tokens for the next level
-            order = (parent + torch.arange(batch).unsqueeze(1) * beams).view(-1)
+            order = (parent + torch.arange(batch, device=parent.device).unsqueeze(1) * beams).view(-1)
             cache.reorder_cache(order)
-            mask = torch.cat([mask[order], torch.ones((order.numel(), 1), dtype=mask.dtype)], dim=-1)
+            ones = torch.ones((order.numel(), 1), dtype=mask.dtype, device=mask.device)
+            mask = torch.cat([mask[order], ones], dim=-1)
             next_pos = next_pos[order]
             tokens = trie.level_token_ids[level][code].view(-1, 1)
             hidden, cache = _forward(base, tokens, mask, next_pos, cache)
@@ -149,11 +151,12 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
     hidden, cache = _forward(base, input_ids, attention_mask, position_ids, None)
     first = _level_logprobs(head, hidden[:, -1], trie.level_token_ids[0])  # [B, K]
     cache.batch_repeat_interleave(n_pref)
-    prefix_codes = torch.zeros((batch, n_pref, depth), dtype=torch.long)
-    present = torch.zeros((batch, n_pref), dtype=torch.bool)
+    dev = input_ids.device
+    prefix_codes = torch.zeros((batch, n_pref, depth), dtype=torch.long, device=dev)
+    present = torch.zeros((batch, n_pref), dtype=torch.bool, device=dev)
     for b, ps in enumerate(valid_prefixes):
         for j, p in enumerate(ps):
-            prefix_codes[b, j] = torch.tensor(p)
+            prefix_codes[b, j] = torch.tensor(p, device=dev)
             present[b, j] = True
     tokens = torch.stack([trie.level_token_ids[level][prefix_codes[..., level]] for level in range(depth)], -1)
     mask = torch.cat(

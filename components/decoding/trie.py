@@ -59,6 +59,14 @@ class SidTrie:
             leaf_item[leaves[tuple(row)]] = index
         return cls(token_ids, allowed, child, leaf_item, list(sidmap.item_ids), prefix_nodes)
 
+    def to(self, device) -> SidTrie:
+        """Move the mask/lookup tensors (e.g. to the GPU Triton instance's device)."""
+        self.level_token_ids = self.level_token_ids.to(device)
+        self.allowed = [a.to(device) for a in self.allowed]
+        self.child = [c.to(device) for c in self.child]
+        self.leaf_item = self.leaf_item.to(device)
+        return self
+
     def node_of(self, prefix: tuple[int, ...]) -> int | None:
         return self.prefix_nodes[len(prefix)].get(tuple(int(c) for c in prefix))
 

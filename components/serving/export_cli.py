@@ -1,5 +1,33 @@
-"""CLI for exporting to Triton (commands are added by components.serving.export)."""
+"""`sidrec export`: write a trained model as a new version of a Triton model repository."""
+
+from __future__ import annotations
+
+import json
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("triton")
+def triton(
+    model: str = typer.Option(..., help="Trained model dir (sidrec train run output)."),
+    repo: str = typer.Option(None, help="Repository dir or s3:// (default: serving.model_repository)."),
+    config: str = typer.Option(None, help="Deployment YAML."),
+    kind: str = typer.Option(None, help="KIND_GPU or KIND_CPU (default: GPU if CUDA is available)."),
+) -> None:
+    """Export to Triton (python backend, dynamic batching, batched constrained beam search)."""
+    from pathlib import Path
+
+    from components.config import load_config
+    from components.serving.export import export_triton_repository
+
+    cfg = load_config(config)
+    out = export_triton_repository(
+        Path(model),
+        repo or cfg.path(cfg.serving.model_repository),
+        cfg.serving.model_name,
+        instance_kind=kind,
+        beam_size=cfg.eval.beam_size,
+    )
+    typer.echo(json.dumps(out, indent=2))

@@ -1,0 +1,139 @@
+"""Export a trained model as a new version of a Triton model repository (local path or s3://).
+
+Layout: <repo>/<model_name>/config.pbtxt and <repo>/<model_name>/<N>/{model.py, model/, runtime/, metadata.json}.
+Each export adds version N+1 (Triton's default version policy serves the latest), so a rollback is deleting a
+version directory. The version directory is self-contained: weights, tokenizer, SID map, and the sidrec modules
+the python backend imports, so the Triton stub's environment needs only torch, transformers and numpy<2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from components.config import PROJECT_ROOT
+
+TEMPLATE = PROJECT_ROOT / "serving" / "model_repository" / "sidrec"
+RUNTIME_MODULES = [
+    "components/__init__.py",
+    "components/decoding/__init__.py",
+    "components/decoding/trie.py",
+    "components/decoding/beam.py",
+    "components/decoding/recommend.py",
+    "components/model/__init__.py",
+    "components/model/prompts.py",
+    "components/model/backbone_runtime.py",
+    "components/sids/__init__.py",
+    "components/sids/sidmap.py",
+]
+
+
+def _next_version(repo: Path, model_name: str) -> int:
+    folder = repo / model_name
+    existing = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.exists() else []
+    return max(existing, default=0) + 1
+
+
+def render_config(
+    model_name: str,
+    instance_kind: str,
+    model_version: str,
+    sid_version: str,
+    beam_size: int = 20,
+    max_k: int = 50,
+    max_batch_size: int = 32,
+    queue_delay_us: int = 2000,
+) -> str:
+    template = (TEMPLATE / "config.pbtxt.template").read_text()
+    body = "\n".join(line for line in template.splitlines() if not line.startswith("# Written by"))
+    return body.format(
+        model_name=model_name,
+        instance_kind=instance_kind,
+        model_version=model_version,
+        sid_version=sid_version,
+        beam_size=beam_size,
+        max_k=max_k,
+        max_batch_size=max_batch_size,
+        queue_delay_us=queue_delay_us,
+    )
+
+
+def build_version_dir(model_dir: Path, target: Path, metadata: dict) -> Path:
+    """Assemble one self-contained Triton model version directory."""
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(
+        model_dir,
+        target / "model",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("work", "checkpoint.pt", "*.png", "history.json"),
+    )
+    for rel in RUNTIME_MODULES:
+        dest = target / "runtime" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROJECT_ROOT / rel, dest)
+    shutil.copyfile(TEMPLATE / "1" / "model.py", target / "model.py")
+    (target / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+    return target
+
+
+def export_triton_repository(
+    model_dir: Path,
+    out_repo: str,
+    model_name: str = "sidrec",
+    version: int | None = None,
+    instance_kind: str | None = None,
+    model_version_label: str | None = None,
+    beam_size: int = 20,
+) -> dict:
+    """Write a new model version into the repository; returns paths and metadata (plain types)."""
+    import torch
+
+    from components.model.backbone import model_info
+    from components.sids.sidmap import SidMap
+
+    model_dir = Path(model_dir)
+    kind = instance_kind or ("KIND_GPU" if torch.cuda.is_available() else "KIND_CPU")
+    sid_version = SidMap.load(model_dir / "sid_map").version
+    label = model_version_label or model_info(model_dir).get("artifact_version") or model_dir.name
+    metadata = {
+        "model_version": label,
+        "sid_version": sid_version,
+        "instance_kind": kind,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "source": str(model_dir),
+    }
+    config = render_config(model_name, kind, label, sid_version, beam_size=beam_size)
+    if out_repo.startswith("s3://"):
+        return _export_s3(model_dir, out_repo, model_name, version, config, metadata)
+    repo = Path(out_repo)
+    version = version or _next_version(repo, model_name)
+    staging = Path(tempfile.mkdtemp(dir=repo.parent if repo.parent.exists() else None, prefix=".export-"))
+    build_version_dir(model_dir, staging / str(version), metadata)
+    (repo / model_name).mkdir(parents=True, exist_ok=True)
+    final = repo / model_name / str(version)
+    if final.exists():
+        shutil.rmtree(final)
+    (staging / str(version)).rename(final)  # the version appears whole or not at all
+    shutil.rmtree(staging, ignore_errors=True)
+    (repo / model_name / "config.pbtxt").write_text(config)
+    return {"exported": True, "repository": str(repo), "model_name": model_name, "version": version, **metadata}
+
+
+def _export_s3(
+    model_dir: Path, out_repo: str, model_name: str, version: int | None, config: str, metadata: dict
+) -> dict:
+    """Same layout on S3; files first, config.pbtxt last (Triton polls the repository)."""
+    from components.store.artifacts import ArtifactStore
+
+    store = ArtifactStore(out_repo)
+    existing = [int(v) for v in store._list_dirs(model_name) if v.isdigit()]
+    version = version or max(existing, default=0) + 1
+    with tempfile.TemporaryDirectory() as tmp:
+        local = build_version_dir(model_dir, Path(tmp) / str(version), metadata)
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            store.put_file(path, f"{model_name}/{version}/{path.relative_to(local).as_posix()}")
+    store.put_text(config, f"{model_name}/config.pbtxt")
+    return {"exported": True, "repository": out_repo, "model_name": model_name, "version": version, **metadata}

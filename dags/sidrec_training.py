@@ -1,0 +1,76 @@
+"""
+### sidrec_training
+Weekly, and whenever the **sidrec_sid_map** asset changes: point-in-time examples from Feast, fine-tuning,
+evaluation against the production model and the baselines, promotion only if better (the gate's numbers are
+in the task log and XCom), export to the Triton model repository. Updates the **sidrec_model** asset.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from airflow.sdk import dag, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared wiring beside the DAG files
+from sidrec_common import DEFAULT_ARGS, MODEL, SID_MAP, START, config_path, log_metrics  # noqa: E402
+
+
+@dag(
+    dag_id="sidrec_training",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=[SID_MAP]),
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["sidrec", "training"],
+)
+def sidrec_training():
+    @task
+    def materialize() -> dict:
+        from components.orchestration import steps
+
+        return log_metrics("features_materialize", steps.features_materialize(config_path()))
+
+    @task
+    def build_examples(features: dict) -> dict:
+        from components.orchestration import steps
+
+        return log_metrics("build_examples", steps.build_examples(config_path()))
+
+    @task
+    def train(examples: dict) -> dict:
+        from components.orchestration import steps
+
+        return log_metrics("train", steps.train(config_path(), examples_uri=examples["examples_uri"]))
+
+    @task
+    def evaluate_and_gate(trained: dict, examples: dict) -> dict:
+        from components.orchestration import steps
+
+        return log_metrics(
+            "gate",
+            steps.evaluate_and_gate(
+                config_path(), model_uri=trained["model_uri"], examples_uri=examples["examples_uri"]
+            ),
+        )
+
+    @task.short_circuit
+    def promoted(gate: dict) -> bool:
+        return bool(gate["promoted"])
+
+    @task(outlets=[MODEL])
+    def export(gate: dict) -> dict:
+        from components.orchestration import steps
+
+        return log_metrics("export", steps.export(config_path()))
+
+    examples = build_examples(materialize())
+    gate = evaluate_and_gate(train(examples), examples)
+    promoted(gate) >> export(gate)
+
+
+sidrec_training()

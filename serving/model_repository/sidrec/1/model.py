@@ -1,0 +1,79 @@
+"""Triton python-backend model: batched constrained beam search over Semantic IDs.
+
+Follows Triton's python_backend layout (initialize / execute / finalize). All requests of a dynamic batch go
+through ONE prompt pass and one decode step per SID level. The version directory is self-contained: weights,
+tokenizer and SID map in ./model, and the few sidrec modules the search needs in ./runtime.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, os.path.join(here, "runtime"))
+        import torch
+
+        from components.decoding.trie import SidTrie
+        from components.model.backbone_runtime import load_runtime_model
+
+        self.torch = torch
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.beam_size = int(params.get("beam_size", "20"))
+        self.max_k = int(params.get("max_k", "50"))
+        use_gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{args.get('model_instance_device_id', '0')}" if use_gpu else "cpu")
+        self.model, self.tokenizer, self.sidmap = load_runtime_model(os.path.join(here, "model"), self.device)
+        self.trie = SidTrie.from_sidmap(self.sidmap, self.tokenizer).to(self.device)
+
+    def execute(self, requests):
+        from components.decoding.beam import constrained_beam_search
+        from components.decoding.recommend import encode_prompts
+        from components.model.prompts import format_history_prompt
+        from components.sids.sidmap import sid_string
+
+        histories, ks, prefixes = [], [], []
+        for request in requests:
+            history = pb_utils.get_input_tensor_by_name(request, "HISTORY").as_numpy().reshape(-1)
+            k = int(pb_utils.get_input_tensor_by_name(request, "K").as_numpy().reshape(-1)[0])
+            pref = pb_utils.get_input_tensor_by_name(request, "PREFIXES")
+            pref = [] if pref is None else [p.decode() for p in pref.as_numpy().reshape(-1) if p]
+            histories.append([h.decode() for h in history])
+            ks.append(max(1, min(k, self.max_k)))
+            prefixes.append([tuple(int(c) for c in p.split("_")) for p in pref] or None)
+        k = max(ks)
+        ids, mask = encode_prompts(self.tokenizer, [format_history_prompt(h, self.sidmap) for h in histories])
+        result = constrained_beam_search(
+            self.model,
+            ids.to(self.device),
+            mask.to(self.device),
+            self.trie,
+            max(self.beam_size, k),
+            k,
+            prefixes if any(prefixes) else None,
+        )
+        responses = []
+        for row, want in enumerate(ks):
+            items = [i for i in result.items[row].tolist() if i >= 0][:want]
+            scores = result.scores[row].tolist()[: len(items)]
+            item_ids = np.array([self.sidmap.item_ids[i].encode() for i in items], dtype=np.object_)
+            sids = np.array([sid_string(self.sidmap.codes[i]).encode() for i in items], dtype=np.object_)
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("ITEM_IDS", item_ids),
+                        pb_utils.Tensor("SIDS", sids),
+                        pb_utils.Tensor("SCORES", np.array(scores, dtype=np.float32)),
+                    ]
+                )
+            )
+        return responses
+
+    def finalize(self):
+        self.model = None

@@ -60,28 +60,36 @@ def _nearest(x: np.ndarray, centroids: np.ndarray, k: int = 1) -> tuple[np.ndarr
 
 
 def balanced_assign(x: np.ndarray, centroids: np.ndarray, slack: float = 0.1, top: int = 16) -> np.ndarray:
-    """Capacity-constrained nearest-centroid assignment, so no code swallows a large share of items."""
+    """Capacity-constrained nearest-centroid assignment, so no code swallows a large share of items.
+
+    Each code holds at most ceil(n/K * (1 + slack)) items. Rounds over each item's `top` nearest codes:
+    in round r every unplaced item proposes its r-th choice, and each code accepts the closest proposers
+    that still fit (vectorised, so a million items take seconds). The few items left after `top` rounds go
+    to the nearest code with room.
+    """
     n, k = len(x), len(centroids)
     capacity = math.ceil(n / k * (1 + slack))
     dist, idx = _nearest(x, centroids, top)
-    order = np.argsort(dist[:, 0] - dist[:, -1])  # most confident items first
     load = np.zeros(k, dtype=np.int64)
     out = np.full(n, -1, dtype=np.int64)
-    for i in order:
-        for c in idx[i]:
-            if load[c] < capacity:
-                out[i] = c
-                load[c] += 1
-                break
-    left = np.flatnonzero(out < 0)
-    if len(left):  # all top candidates full: nearest centroid with room
-        full_dist, full_idx = _nearest(x[left], centroids, k)
-        for r, i in enumerate(left):
-            for c in full_idx[r]:
-                if load[c] < capacity:
-                    out[i] = c
-                    load[c] += 1
-                    break
+    pending = np.arange(n)
+    for r in range(idx.shape[1]):
+        if not len(pending):
+            break
+        cand, d = idx[pending, r], dist[pending, r]
+        order = np.lexsort((d, cand))  # by code, closest first within a code
+        cand_sorted = cand[order]
+        rank = np.arange(len(order)) - np.searchsorted(cand_sorted, cand_sorted, side="left")
+        accept = rank < (capacity - load[cand_sorted])
+        out[pending[order[accept]]] = cand_sorted[accept]
+        load += np.bincount(cand_sorted[accept], minlength=k)
+        pending = pending[order[~accept]]
+    if len(pending):  # all top choices full: nearest code with room, one by one (rare)
+        _, full_idx = _nearest(x[pending], centroids, k)
+        for r, i in enumerate(pending):
+            c = next(int(c) for c in full_idx[r] if load[c] < capacity)
+            out[i] = c
+            load[c] += 1
     return out
 
 

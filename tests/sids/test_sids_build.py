@@ -84,5 +84,13 @@ def test_refresh_keeps_old_sids_and_reports_drift(data, tmp_path):
 
 def test_rqvae_builds_unique_sids(data, tmp_path):
     catalog, events = data
-    sidmap = build_sids(catalog.iloc[:150], events, CFG.model_copy(update={"quantizer": "rqvae"}), tmp_path)
+    cfg = CFG.model_copy(update={"quantizer": "rqvae"})
+    sidmap = build_sids(catalog.iloc[:150], events, cfg, tmp_path / "v1")
     assert sidmap.n_collisions() == 0 and sidmap.meta["quantizer"] == "rqvae"
+    assert (tmp_path / "v1" / "codebooks" / "encoder.npz").exists()
+    metrics = json.loads((tmp_path / "v1" / "metrics.json").read_text())
+    assert len(metrics["residual_mse_after_level"]) == 3 and all(0 < u <= 1 for u in metrics["utilisation_per_level"])
+    # the saved encoder + codebooks assign new items without retraining
+    result = refresh_sids(tmp_path / "v1", catalog.iloc[:160], events, cfg, tmp_path / "v2")
+    assert len(result.new_items) == 10 and result.sidmap.n_collisions() == 0
+    assert all(result.sidmap.sid_of(i) == sidmap.sid_of(i) for i in sidmap.item_ids)

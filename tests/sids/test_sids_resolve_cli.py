@@ -108,3 +108,20 @@ def test_refresh_flags_a_new_product_line_by_residual_drift(tmp_path):
     result = refresh_sids(tmp_path / "v1", catalog, events, cfg, tmp_path / "v2")
     assert result.drift["new_item_share"] == pytest.approx(0.05) and result.rebuild is True
     assert [r for r in result.reasons if "residual" in r] and not [r for r in result.reasons if "share" in r]
+
+
+def test_balanced_assignment_caps_code_load():
+    """A skewed cloud (most points near one centroid) still spreads over codes within the capacity."""
+    from components.sids.quantize import _nearest, balanced_assign
+
+    rng = np.random.default_rng(5)
+    centroids = rng.standard_normal((8, 4)).astype(np.float32)
+    x = np.concatenate([centroids[0] + 0.1 * rng.standard_normal((700, 4)), rng.standard_normal((300, 4))])
+    x = x.astype(np.float32)
+    nearest = _nearest(x, centroids)[1][:, 0]
+    assert np.bincount(nearest, minlength=8).max() > 600  # unconstrained: one code takes most items
+    codes = balanced_assign(x, centroids, slack=0.1)
+    load = np.bincount(codes, minlength=8)
+    assert codes.min() >= 0 and load.sum() == 1000 and load.max() <= int(np.ceil(1000 / 8 * 1.1))
+    free_choice = nearest != 0  # items whose nearest code is not the crowded one keep it
+    assert (codes[free_choice] == nearest[free_choice]).mean() > 0.9

@@ -64,32 +64,32 @@ def balanced_assign(x: np.ndarray, centroids: np.ndarray, slack: float = 0.1, to
 
     Each code holds at most ceil(n/K * (1 + slack)) items. Rounds over each item's `top` nearest codes:
     in round r every unplaced item proposes its r-th choice, and each code accepts the closest proposers
-    that still fit (vectorised, so a million items take seconds). The few items left after `top` rounds go
-    to the nearest code with room.
+    that still fit (vectorised, so a million items take seconds). Items left after `top` rounds continue
+    the same rounds over all codes; since K * capacity >= n, every item is placed.
     """
     n, k = len(x), len(centroids)
     capacity = math.ceil(n / k * (1 + slack))
-    dist, idx = _nearest(x, centroids, top)
     load = np.zeros(k, dtype=np.int64)
     out = np.full(n, -1, dtype=np.int64)
     pending = np.arange(n)
-    for r in range(idx.shape[1]):
+    # first the `top` nearest codes of everyone; then, for the few still unplaced, all codes
+    for width in (top, k):
         if not len(pending):
             break
-        cand, d = idx[pending, r], dist[pending, r]
-        order = np.lexsort((d, cand))  # by code, closest first within a code
-        cand_sorted = cand[order]
-        rank = np.arange(len(order)) - np.searchsorted(cand_sorted, cand_sorted, side="left")
-        accept = rank < (capacity - load[cand_sorted])
-        out[pending[order[accept]]] = cand_sorted[accept]
-        load += np.bincount(cand_sorted[accept], minlength=k)
-        pending = pending[order[~accept]]
-    if len(pending):  # all top choices full: nearest code with room, one by one (rare)
-        _, full_idx = _nearest(x[pending], centroids, k)
-        for r, i in enumerate(pending):
-            c = next(int(c) for c in full_idx[r] if load[c] < capacity)
-            out[i] = c
-            load[c] += 1
+        dist, idx = _nearest(x[pending], centroids, width)
+        rows = np.arange(len(pending))  # positions of the pending items in dist/idx
+        for r in range(idx.shape[1]):
+            if not len(rows):
+                break
+            cand, d = idx[rows, r], dist[rows, r]
+            order = np.lexsort((d, cand))  # by code, closest first within a code
+            cand_sorted = cand[order]
+            rank = np.arange(len(order)) - np.searchsorted(cand_sorted, cand_sorted, side="left")
+            accept = rank < (capacity - load[cand_sorted])
+            out[pending[rows[order[accept]]]] = cand_sorted[accept]
+            load += np.bincount(cand_sorted[accept], minlength=k)
+            rows = rows[order[~accept]]
+        pending = pending[rows]
     return out
 
 

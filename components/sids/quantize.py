@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 CHUNK_ROWS = 32_768  # rows per cost-matrix matmul in collision resolution
+SPILL_ROUNDS = 8  # next-nearest codes one level up tried for items of an overfull bucket
 MAX_BEAM = 4096  # widest beam tried when looking for a free code tuple before the exhaustive scan
 
 
@@ -169,9 +170,10 @@ def assign_unique(
 
     Stage 1 keeps each item's prefix (all levels but the last: its semantic bucket) and, inside every
     bucket that has a conflict, gives the bucket's items distinct free last-level codes with minimal total
-    squared error (an optimal assignment, scipy's linear_sum_assignment). That is vectorised per bucket and
-    handles a million items in seconds. Stage 2 only sees items whose bucket has more items than free last
-    codes: each takes the lowest-error free tuple from an expanding beam over all levels.
+    squared error (an optimal assignment, scipy's linear_sum_assignment), vectorised per bucket. Stage 2:
+    items of buckets with more items than last-level codes spill to their next-nearest code one level up
+    (same first levels) and are assigned there the same way, for a few rounds. Stage 3, for anything left
+    (tiny, nearly full codebooks): the lowest-error free tuple from an expanding beam over all levels.
     """
     sizes = [len(cb) for cb in quantizer.codebooks]
     capacity = math.prod(sizes)
@@ -184,46 +186,63 @@ def assign_unique(
     if len(x) == 0:
         return out, 0
     z = quantizer.encode(x)
-    flat = np.ravel_multi_index(out.T, sizes)
-    taken_flat = (
-        np.array(sorted(np.ravel_multi_index(np.array(list(taken)).T, sizes)), dtype=np.int64) if taken else None
+    external = (
+        np.ravel_multi_index(np.array(sorted(taken), dtype=np.int64).T, sizes) if taken else np.zeros(0, np.int64)
     )
+    flat = np.ravel_multi_index(out.T, sizes)
     _, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
-    conflict = counts[inverse] > 1
-    if taken_flat is not None:
-        conflict |= np.isin(flat, taken_flat)
-    overflow = _resolve_last_level(quantizer, z, out, conflict, taken, sizes)
-    if len(overflow):  # rare: a bucket with more items than last-level codes
-        taken.update(map(tuple, out[np.setdiff1d(np.arange(len(out)), overflow)].tolist()))
+    conflict = (counts[inverse] > 1) | np.isin(flat, external)
+    prefix = _prefix(out, sizes)
+    rows = np.flatnonzero(np.isin(prefix, np.unique(prefix[conflict])))
+    held = external  # codes of items outside `rows` are all distinct and free: they keep them
+    overflow = _resolve_last_level(quantizer, z, out, rows, held, sizes)
+    for spill in range(1, SPILL_ROUNDS + 1):
+        if not len(overflow) or len(sizes) < 2:
+            break
+        level = len(sizes) - 2
+        before = z[overflow] - sum(cb[out[overflow, lv]] for lv, cb in enumerate(quantizer.codebooks[:level]))
+        out[overflow, level] = _nearest(before, quantizer.codebooks[level], spill + 1)[1][:, -1]
+        placed = np.setdiff1d(np.arange(len(out)), overflow)
+        held = np.concatenate([external, np.ravel_multi_index(out[placed].T, sizes)])
+        overflow = _resolve_last_level(quantizer, z, out, overflow, held, sizes)
+    if len(overflow):  # tiny or nearly full codebooks only
+        placed = np.setdiff1d(np.arange(len(out)), overflow)
+        taken.update(map(tuple, out[placed].tolist()))
         _resolve_by_beam(quantizer, z, out, overflow, taken, sizes)
     moved = int((out != codes).any(1).sum())
     return out, moved
+
+
+def _prefix(codes: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """One int per row for the codes of all levels but the last (the bucket a last-level code lives in)."""
+    if len(sizes) < 2:
+        return np.zeros(len(codes), dtype=np.int64)
+    return np.ravel_multi_index(codes[:, :-1].T, sizes[:-1])
 
 
 def _resolve_last_level(
     quantizer: Quantizer,
     z: np.ndarray,
     out: np.ndarray,
-    conflict: np.ndarray,
-    taken: set[tuple[int, ...]],
+    rows: np.ndarray,
+    held: np.ndarray,
     sizes: list[int],
 ) -> np.ndarray:
-    """Optimal distinct last-level codes inside each prefix bucket with a conflict; returns overflow rows."""
+    """Give `rows` distinct last-level codes inside their prefix buckets, avoiding the flat tuples in `held`,
+    with minimal total squared error per bucket. Returns the rows that did not fit (bucket full)."""
     from scipy.optimize import linear_sum_assignment
 
     last = quantizer.codebooks[-1]
-    prefix = np.ravel_multi_index(out[:, :-1].T, sizes[:-1]) if len(sizes) > 1 else np.zeros(len(out), np.int64)
+    prefix = _prefix(out[rows], sizes)
+    order = np.argsort(prefix, kind="stable")
+    rows, prefix = rows[order], prefix[order]
+    held_prefix, held_code = np.divmod(held, sizes[-1])
+    relevant = np.isin(held_prefix, prefix)
     taken_last: dict[int, list[int]] = {}
-    if taken:
-        held = np.array(sorted(taken), dtype=np.int64)
-        held_prefix = np.ravel_multi_index(held[:, :-1].T, sizes[:-1]) if len(sizes) > 1 else np.zeros(len(held))
-        for key, code in zip(held_prefix.tolist(), held[:, -1].tolist(), strict=True):
-            taken_last.setdefault(key, []).append(code)
-    bad_buckets = np.unique(prefix[conflict])
-    rows_in = np.flatnonzero(np.isin(prefix, bad_buckets))
-    rows_in = rows_in[np.argsort(prefix[rows_in], kind="stable")]
-    starts = np.flatnonzero(np.r_[True, np.diff(prefix[rows_in]) != 0])
-    ends = np.r_[starts[1:], len(rows_in)].astype(np.int64)
+    for key, code in zip(held_prefix[relevant].tolist(), held_code[relevant].tolist(), strict=True):
+        taken_last.setdefault(key, []).append(code)
+    starts = np.flatnonzero(np.r_[True, np.diff(prefix) != 0]) if len(rows) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(rows)].astype(np.int64)
     last_sq = (last**2).sum(1)
     all_codes = np.arange(len(last))
     overflow: list[np.ndarray] = []
@@ -233,18 +252,21 @@ def _resolve_last_level(
             # one large matmul per ~32k rows instead of one per bucket (many tiny BLAS calls are slow)
             chunk_lo = lo
             chunk_hi = int(ends[max(int(np.searchsorted(ends, lo + CHUNK_ROWS, side="right")) - 1, g)])
-            rows_chunk = rows_in[lo:chunk_hi]
+            rows_chunk = rows[lo:chunk_hi]
             # residual left for the last level; cost = ||c||^2 - 2 r.c (||r||^2 is constant per row)
             residual = z[rows_chunk] - sum(cb[out[rows_chunk, lv]] for lv, cb in enumerate(quantizer.codebooks[:-1]))
             cost_chunk = last_sq[None, :] - 2.0 * (residual @ last.T)
-        group = rows_in[lo:hi]
+        group = rows[lo:hi]
         cost = cost_chunk[lo - chunk_lo : hi - chunk_lo]
-        held_here = taken_last.get(int(prefix[group[0]]))
+        held_here = taken_last.get(int(prefix[lo]))
         free = np.setdiff1d(all_codes, held_here) if held_here else all_codes
-        rows, cols = linear_sum_assignment(cost[:, free] if held_here else cost)
-        out[group[rows], -1] = free[cols]
-        if len(rows) < len(group):
-            overflow.append(np.setdiff1d(group, group[rows]))
+        if not len(free):
+            overflow.append(group)
+            continue
+        assigned, cols = linear_sum_assignment(cost[:, free] if held_here else cost)
+        out[group[assigned], -1] = free[cols]
+        if len(assigned) < len(group):
+            overflow.append(np.setdiff1d(group, group[assigned]))
     return np.concatenate(overflow) if overflow else np.zeros(0, dtype=np.int64)
 
 

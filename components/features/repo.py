@@ -109,13 +109,31 @@ def user_prefixes_frame(prefixes: pd.DataFrame | None) -> pd.DataFrame:
     )
 
 
+def _write_prefixes(frame: pd.DataFrame, path: Path) -> None:
+    """Typed parquet even when empty: Feast infers feature types from the file and rejects all-null columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("event_timestamp", pa.timestamp("us", tz="UTC")),
+            ("prefixes", pa.list_(pa.string())),
+            ("prefix_scores", pa.list_(pa.float64())),
+            ("model_version", pa.string()),
+            ("sid_version", pa.string()),
+        ]
+    )
+    pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+
+
 def write_sources(
     cfg: Config, catalog: pd.DataFrame, events: pd.DataFrame, sidmap: SidMap, prefixes: pd.DataFrame | None = None
 ) -> Path:
     data = prepare_repo(cfg) / "data"
     user_history_frame(events, cfg.data.max_history).to_parquet(data / "user_history.parquet", index=False)
     item_features_frame(catalog, events, sidmap).to_parquet(data / "item_features.parquet", index=False)
-    user_prefixes_frame(prefixes).to_parquet(data / "user_prefixes.parquet", index=False)
+    _write_prefixes(user_prefixes_frame(prefixes), data / "user_prefixes.parquet")
     return data
 
 

@@ -130,7 +130,7 @@ def build_sids(
     if cfg.quantizer == "rqkmeans":
         quantizer, raw = train_rqkmeans(fused, cfg.levels, cfg.codebook_size, cfg.seed, cfg.balanced)
     else:
-        quantizer, raw = train_rqvae(fused, cfg.levels, cfg.codebook_size, seed=cfg.seed)
+        quantizer, raw = train_rqvae(fused, cfg.levels, cfg.codebook_size, seed=cfg.seed, balanced=cfg.balanced)
     codes, moved = assign_unique(quantizer, fused, raw)
     t_quant = time.perf_counter() - t1
     sizes = [len(cb) for cb in quantizer.codebooks]

@@ -312,12 +312,21 @@ def train_rqvae(
     seed: int = 0,
     lr: float = 1e-3,
     beta: float = 0.25,
+    batch_size: int = 256,
+    balanced: bool = False,
 ) -> tuple[Quantizer, np.ndarray]:
-    """RQ-VAE: MLP encoder -> residual VQ (k-means initialised) -> MLP decoder, straight-through gradients."""
+    """RQ-VAE: MLP encoder -> residual VQ (k-means initialised) -> MLP decoder, straight-through gradients.
+
+    Losses are per-item sums (not per-dimension means): with a mean over a 400-d input the reconstruction
+    term is tiny next to the commitment term, and the encoder collapses every item onto a couple of codes.
+    Codes unused during an epoch are restarted on random residuals of that level (dead-code restart), the
+    standard remedy for codebook collapse.
+    """
     import torch
     from torch import nn
 
     torch.manual_seed(seed)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     data = torch.tensor(x, dtype=torch.float32)
     hidden = max(64, latent_dim * 2)
     encoder = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, latent_dim))
@@ -328,24 +337,36 @@ def train_rqvae(
     books = nn.ParameterList([nn.Parameter(torch.tensor(cb)) for cb in init])
     params = list(encoder.parameters()) + list(decoder.parameters()) + list(books.parameters())
     optim = torch.optim.Adam(params, lr=lr)
-    batch = min(1024, len(x))
+    batch = min(batch_size, len(x))
+    generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        perm = torch.randperm(len(data))
+        usage = [torch.zeros(len(cb), dtype=torch.long) for cb in books]
+        seen: list[list[torch.Tensor]] = [[] for _ in books]
+        perm = torch.randperm(len(data), generator=generator)
         for start in range(0, len(data), batch):
             xb = data[perm[start : start + batch]]
             z = encoder(xb)
             residual, quantized, commit = z, torch.zeros_like(z), 0.0
-            for cb in books:
+            for level, cb in enumerate(books):
                 idx = torch.cdist(residual, cb).argmin(1)
+                usage[level] += torch.bincount(idx, minlength=len(cb))
+                seen[level].append(residual.detach())
                 q = cb[idx]
-                commit = commit + ((residual.detach() - q) ** 2).mean() + beta * ((residual - q.detach()) ** 2).mean()
+                commit = commit + ((residual.detach() - q) ** 2).sum(1).mean()
+                commit = commit + beta * ((residual - q.detach()) ** 2).sum(1).mean()
                 quantized = quantized + q
                 residual = residual - q.detach()
             z_q = z + (quantized - z).detach()
-            loss = ((decoder(z_q) - xb) ** 2).mean() + commit
+            loss = ((decoder(z_q) - xb) ** 2).sum(1).mean() + commit
             optim.zero_grad()
             loss.backward()
             optim.step()
+        with torch.no_grad():  # dead-code restart
+            for level, cb in enumerate(books):
+                dead = torch.nonzero(usage[level] == 0).flatten()
+                if len(dead):
+                    pool = torch.cat(seen[level])
+                    cb[dead] = pool[torch.randint(len(pool), (len(dead),), generator=generator)]
     state = {
         "w1": encoder[0].weight.detach().numpy().T.copy(),
         "b1": encoder[0].bias.detach().numpy().copy(),
@@ -353,4 +374,4 @@ def train_rqvae(
         "b2": encoder[2].bias.detach().numpy().copy(),
     }
     quantizer = Quantizer([b.detach().numpy().astype(np.float32) for b in books], "rqvae", state)
-    return quantizer, greedy_codes(quantizer, x)
+    return quantizer, greedy_codes(quantizer, x, balanced)

@@ -90,6 +90,7 @@ def test_rqvae_builds_unique_sids(data, tmp_path):
     assert (tmp_path / "v1" / "codebooks" / "encoder.npz").exists()
     metrics = json.loads((tmp_path / "v1" / "metrics.json").read_text())
     assert len(metrics["residual_mse_after_level"]) == 3 and all(0 < u <= 1 for u in metrics["utilisation_per_level"])
+    assert metrics["utilisation_per_level"][0] >= 0.5  # no codebook collapse onto a couple of codes
     # the saved encoder + codebooks assign new items without retraining
     result = refresh_sids(tmp_path / "v1", catalog.iloc[:160], events, cfg, tmp_path / "v2")
     assert len(result.new_items) == 10 and result.sidmap.n_collisions() == 0

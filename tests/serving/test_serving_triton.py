@@ -1,0 +1,80 @@
+"""A real Triton server on an exported model repository, the thin client, and its fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.config import ModelConfig, SidConfig, load_config
+from components.data.readers import read_catalog, read_events
+from components.features.online import UnknownUserError
+from components.features.repo import apply, materialize, write_sources
+from components.model.backbone import load_backbone
+from components.model.vocab import add_sid_tokens
+from components.serving.client import RecommenderClient
+from components.serving.export import export_triton_repository
+from components.serving.triton_launcher import start_triton
+from components.sids.build import build_sids
+from components.utils.redis_server import start_redis
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """amazon-industrial features in Redis, an exported (small, untrained) model, a running Triton."""
+    root = tmp_path_factory.mktemp("serving")
+    base = load_config(None)
+    catalog = read_catalog(base.path(base.data.catalog_uri))
+    events = read_events(base.path(base.data.events_uri))
+    sidmap = build_sids(catalog, events, SidConfig(content_encoder="hashing", collab_dim=16), root / "sids")
+    model, tokenizer = load_backbone(ModelConfig(backbone="tiny", tiny_hidden_size=32, tiny_layers=1, tiny_heads=2))
+    add_sid_tokens(model, tokenizer, sidmap)
+    model.save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    sidmap.save(root / "model" / "sid_map")
+    export = export_triton_repository(root / "model", str(root / "repo"), beam_size=20)
+    redis = start_redis(root / "redis")
+    cfg = load_config(
+        None,
+        overrides={
+            "run_root": str(root / "runs"),
+            "features": {"online_store": "redis", "redis_connection": redis.connection},
+            "serving": {"retries": 1, "timeout_s": 30},
+        },
+    )
+    write_sources(cfg, catalog, events, sidmap)
+    apply(cfg)
+    materialize(cfg)
+    server = start_triton(root / "repo", root / "triton")
+    yield cfg, server, redis, sidmap, events, export
+    server.stop()
+    redis.stop()
+
+
+@pytest.mark.integration
+def test_recommend_returns_valid_unique_items_through_triton(deployment):
+    cfg, server, _, sidmap, events, export = deployment
+    assert export["version"] == 1 and export["instance_kind"] in ("KIND_CPU", "KIND_GPU")
+    for protocol, url in (("grpc", server.grpc_url), ("http", server.http_url)):
+        client = RecommenderClient(cfg, url=url, protocol=protocol)
+        for user in events.user_id.drop_duplicates().head(3):
+            recs = client.recommend(user, k=10)
+            ids = [r.item_id for r in recs]
+            assert len(ids) == 10 and len(set(ids)) == 10
+            assert all(i in sidmap and sidmap.sid_of(i) == r.sid for i, r in zip(ids, recs, strict=True))
+            assert all(r.source == "triton" and r.title for r in recs)
+    with pytest.raises(UnknownUserError):
+        client.recommend("no-such-user")
+
+
+@pytest.mark.integration
+def test_fallbacks_when_triton_and_online_store_are_down(deployment):
+    cfg, server, redis, _, events, _ = deployment
+    client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
+    user = events.user_id.iloc[0]
+    history = set(client.features.user_history(user))
+    server.stop()  # stop the real server by PID
+    assert server.process.poll() is not None
+    recs = client.recommend(user, k=5)
+    assert [r.source for r in recs] == ["popularity"] * 5 and not {r.item_id for r in recs} & history
+    redis.stop()
+    recs = client.recommend(user, k=5)
+    assert len(recs) == 5 and recs[0].source == "popularity"

@@ -99,6 +99,20 @@ def load_quantizer(map_dir: Path) -> Quantizer:
     return Quantizer(codebooks, header["kind"], state)
 
 
+def publish_sid_map(store, map_dir: Path, metadata: dict | None = None) -> str:
+    """Publish a build/refresh dir as the 'sid_map' artifact under the map's own version; returns the version.
+
+    SID versions are derived from the config and the codes, so an already published version is the same
+    map (only timings in metrics.json differ): it is not republished (versions are immutable in the store),
+    and the LATEST pointer is left alone, e.g. when a refresh found no catalog change.
+    """
+    version = SidMap.load(map_dir).version
+    if store.exists("sid_map", version):
+        log.info("sid_map %s is already published: not republished", version)
+        return version
+    return store.publish("sid_map", Path(map_dir), metadata=metadata, version=version)
+
+
 def _residual_curve(quantizer: Quantizer, x: np.ndarray, codes: np.ndarray) -> list[float]:
     """Mean squared residual after each level (in the quantizer's space): each level should cut it further."""
     residual = quantizer.encode(x).copy()

@@ -22,14 +22,6 @@ def _inputs(config: str | None, catalog: str | None, events: str | None):
     )
 
 
-def _publish(store, out_dir, version: str, metadata: dict) -> str:
-    """Publish a map dir as 'sid_map'; a version is derived from config + codes, so an existing one is the same map."""
-    if store.exists("sid_map", version):
-        typer.echo(f"sid_map {version} is already published (same config and codes): not republished", err=True)
-        return version
-    return store.publish("sid_map", out_dir, metadata=metadata, version=version)
-
-
 @app.command()
 def build(
     config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
@@ -45,12 +37,13 @@ def build(
 
     cfg, cat, ev = _inputs(config, catalog, events)
     out_dir = Path(out) if out else Path(cfg.path(cfg.run_root)) / "sid_build"
-    sidmap = build_sids(cat, ev, cfg.sids, out_dir)
+    build_sids(cat, ev, cfg.sids, out_dir)
     metrics = json.loads((out_dir / "metrics.json").read_text())
     if publish:
+        from components.sids.build import publish_sid_map
         from components.store.artifacts import ArtifactStore
 
-        metrics["artifact_version"] = _publish(ArtifactStore.from_config(cfg.store), out_dir, sidmap.version, metrics)
+        metrics["artifact_version"] = publish_sid_map(ArtifactStore.from_config(cfg.store), out_dir, metrics)
     typer.echo(json.dumps(metrics, indent=2))
 
 
@@ -73,6 +66,7 @@ def refresh(
     """
     from pathlib import Path
 
+    from components.sids.build import publish_sid_map
     from components.sids.refresh import refresh_sids
     from components.store.artifacts import ArtifactStore
 
@@ -86,12 +80,12 @@ def refresh(
         from components.sids.build import build_sids
 
         rebuilt_dir = out_dir.with_name(out_dir.name + "_rebuild")  # a sibling: out_dir is published
-        sidmap = build_sids(cat, ev, cfg.sids, rebuilt_dir)
+        build_sids(cat, ev, cfg.sids, rebuilt_dir)
         summary["rebuilt"] = json.loads((rebuilt_dir / "metrics.json").read_text())
         if publish:
-            summary["artifact_version"] = _publish(store, rebuilt_dir, sidmap.version, summary["rebuilt"])
+            summary["artifact_version"] = publish_sid_map(store, rebuilt_dir, summary["rebuilt"])
     elif publish and not result.rebuild:
-        summary["artifact_version"] = _publish(store, out_dir, result.sidmap.version, summary)
+        summary["artifact_version"] = publish_sid_map(store, out_dir, summary)
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -64,6 +64,12 @@ def test_cli_build_publish_then_refresh_latest(tmp_path):
     metrics = json.loads(built.stdout)
     assert metrics["collisions_after_resolution"] == 0 and metrics["artifact_version"] == metrics["version"]
     assert (tmp_path / "artifacts" / "sid_map" / "LATEST").read_text().strip() == metrics["version"]
+    # a rebuild of the same inputs is the same map (same version): not an immutability error
+    again = runner.invoke(
+        app, ["build", *common, str(tmp_path / "events_v1.parquet"), "--catalog", str(tmp_path / "catalog_v1.parquet")]
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["artifact_version"] == metrics["version"]
 
     refreshed = runner.invoke(
         app,

@@ -42,14 +42,20 @@ def score_baselines(
         t0 = time.perf_counter()
         if isinstance(model, SASRec):
             # epochs selected on valid: fit with valid monitoring, then reuse the best epoch count for test
-            model.fit(splits["train"], splits["valid"], catalog_ids)
-            if split == "test":
-                model = SASRec(epochs=model.best_epoch).fit(fit, None, catalog_ids)
+            if split == "test" and sasrec_epochs:
+                model = SASRec(epochs=sasrec_epochs).fit(fit, None, catalog_ids)
+            else:
+                model.fit(splits["train"], splits["valid"], catalog_ids)
+                if split == "test":
+                    model = SASRec(epochs=model.best_epoch).fit(fit, None, catalog_ids)
+            metrics_epochs = getattr(model, "best_epoch", model.epochs)
         else:
             model.fit(fit)
         seconds = time.perf_counter() - t0
         metrics = hit_rate_ndcg(model.recommend(histories, max(KS)), target["target"].tolist(), KS)
         metrics.update({"invalid_rate": 0.0, "train_seconds": round(seconds, 1)})
+        if isinstance(model, SASRec):
+            metrics["epochs"] = metrics_epochs
         out[model.name] = metrics
     return out
 

@@ -30,9 +30,17 @@ def _splits(cfg: Config) -> dict[str, pd.DataFrame]:
 
 
 def score_baselines(
-    cfg: Config, split: str, splits: dict[str, pd.DataFrame] | None = None, catalog_ids: list[str] | None = None
+    cfg: Config,
+    split: str,
+    splits: dict[str, pd.DataFrame] | None = None,
+    catalog_ids: list[str] | None = None,
+    sasrec_epochs: int | None = None,
 ) -> dict[str, dict]:
-    """Fit each baseline (train for valid; train + valid for test) and score it on `split`."""
+    """Fit each baseline (train for valid; train + valid for test) and score it on `split`.
+
+    SASRec's epoch count is selected on valid; pass the selected count (`sasrec_epochs`) when scoring test so
+    it is not selected twice.
+    """
     splits = splits or _splits(cfg)
     fit = splits["train"] if split == "valid" else pd.concat([splits["train"], splits["valid"]], ignore_index=True)
     target = splits[split]

@@ -115,6 +115,7 @@ class ReasoningConfig(_Section):
     prefixes_per_path: int = 5
     temperature: float = 0.8
     max_rationale_tokens: int = 48
+    max_users: int | None = None  # think-ahead only the N most recently active users (None = all)
 
 
 class FeaturesConfig(_Section):

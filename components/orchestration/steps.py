@@ -48,28 +48,26 @@ def ingest(config_path: str | None = None, overrides: dict | None = None) -> dic
 
 def sid_refresh(config_path: str | None = None, overrides: dict | None = None) -> dict:
     """Refresh the latest SID map for the curated catalog; build a new version when drift says so (or none)."""
-    from components.sids.build import build_sids
+    from components.sids.build import build_sids, publish_sid_map
     from components.sids.refresh import refresh_sids
 
     cfg = _cfg(config_path, overrides)
     store = _store(cfg)
     catalog, events = _curated(cfg)
     if store.latest_version("sid_map") is None:
-        sidmap = build_sids(catalog, events, cfg.sids, _run_dir(cfg, "sid_build"))
+        build_sids(catalog, events, cfg.sids, _run_dir(cfg, "sid_build"))
         metrics = json.loads((_run_dir(cfg, "sid_build") / "metrics.json").read_text())
-        version = store.publish("sid_map", _run_dir(cfg, "sid_build"), metadata=metrics, version=sidmap.version)
+        version = publish_sid_map(store, _run_dir(cfg, "sid_build"), metadata=metrics)
         return {"action": "build", "sid_version": version, "new_sid_version": True, "metrics": metrics}
     previous = store.latest_version("sid_map")
     result = refresh_sids(store.fetch("sid_map"), catalog, events, cfg.sids, _run_dir(cfg, "sid_refresh"))
     summary = result.summary()
     if result.rebuild:
-        sidmap = build_sids(catalog, events, cfg.sids, _run_dir(cfg, "sid_build"))
+        build_sids(catalog, events, cfg.sids, _run_dir(cfg, "sid_build"))
         metrics = json.loads((_run_dir(cfg, "sid_build") / "metrics.json").read_text())
-        version = store.publish(
-            "sid_map", _run_dir(cfg, "sid_build"), metadata={**metrics, "drift": summary}, version=sidmap.version
-        )
+        version = publish_sid_map(store, _run_dir(cfg, "sid_build"), metadata={**metrics, "drift": summary})
         return {"action": "rebuild", "sid_version": version, "new_sid_version": True, "drift": summary}
-    version = store.publish("sid_map", _run_dir(cfg, "sid_refresh"), metadata=summary, version=result.sidmap.version)
+    version = publish_sid_map(store, _run_dir(cfg, "sid_refresh"), metadata=summary)
     return {"action": "refresh", "sid_version": version, "new_sid_version": version != previous, "drift": summary}
 
 
@@ -206,6 +204,20 @@ def evaluate_and_gate(
     return result
 
 
+def promote(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    candidate_version: str = "latest",
+    reason: str = "manual",
+) -> dict:
+    """Ops action: promote a staged candidate without the gate (e.g. a first model, or a rollback target)."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    candidate = store.fetch("model_candidate", candidate_version)
+    version = store.publish("model", candidate, metadata={"promoted_by": reason})
+    return {"model_version": version, "candidate": candidate_version, "reason": reason}
+
+
 def export(config_path: str | None = None, overrides: dict | None = None) -> dict:
     """Export the production model to the Triton model repository (a new numeric model version)."""
     from components.serving.export import export_triton_repository
@@ -244,6 +256,9 @@ def think_ahead(
     ordered = events.sort_values(["user_id", "event_timestamp"])
     users = ordered.groupby("user_id")["item_id"].apply(lambda s: [str(i) for i in s][-cfg.data.max_history :])
     frame = users.reset_index().rename(columns={"item_id": "history"})
+    if cfg.reasoning.max_users:
+        recent = ordered.groupby("user_id")["event_timestamp"].max().nlargest(cfg.reasoning.max_users).index
+        frame = frame[frame["user_id"].isin(set(recent))]
     path = run(store.fetch("model"), frame, cfg, _run_dir(cfg, "prefixes"), shard, n_shards)
     return {"shard": shard, "n_shards": n_shards, "prefixes_uri": str(path), "users": int(len(pd.read_parquet(path)))}
 

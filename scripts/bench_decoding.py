@@ -1,0 +1,104 @@
+"""Benchmark: our KV-cache constrained beam search vs HF generate(prefix_allowed_tokens_fn), beam 20.
+
+Prints a markdown table: backbone, batch, p50/p99 ms per request and requests/s for both, and the speed-up.
+Usage: python scripts/bench_decoding.py [--backbones tiny smollm2-135m] [--requests 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from components.config import ModelConfig
+from components.decoding.beam import constrained_beam_search
+from components.decoding.recommend import encode_prompts
+from components.decoding.trie import SidTrie
+from components.model.backbone import load_backbone
+from components.model.prompts import format_history_prompt
+from components.model.vocab import add_sid_tokens
+from components.sids.sidmap import SidMap
+
+
+def hf_generate(model, tokenizer, trie, prompts, beam, k):
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    start = enc.input_ids.shape[1]
+    code_of = [{int(t): c for c, t in enumerate(trie.level_token_ids[lv].tolist())} for lv in range(trie.n_levels)]
+
+    def allowed(_, ids):
+        prefix = tuple(code_of[lv][int(t)] for lv, t in enumerate(ids[start:].tolist()))
+        node = trie.node_of(prefix)
+        return trie.level_token_ids[len(prefix)][trie.allowed[len(prefix)][node]].tolist()
+
+    return model.generate(
+        **enc,
+        num_beams=beam,
+        num_return_sequences=k,
+        max_new_tokens=trie.n_levels,
+        prefix_allowed_tokens_fn=allowed,
+        do_sample=False,
+        length_penalty=0.0,
+        top_k=None,
+        top_p=None,
+        temperature=None,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def ours(model, tokenizer, trie, prompts, beam, k):
+    ids, mask = encode_prompts(tokenizer, prompts)
+    return constrained_beam_search(model, ids, mask, trie, beam, k)
+
+
+def timed(fn, batches):
+    per_request = []
+    t0 = time.perf_counter()
+    for batch in batches:
+        s = time.perf_counter()
+        fn(batch)
+        per_request += [(time.perf_counter() - s) * 1000] * len(batch)  # latency of the batch each request saw
+    total = time.perf_counter() - t0
+    n = sum(len(b) for b in batches)
+    return np.percentile(per_request, 50), np.percentile(per_request, 99), n / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backbones", nargs="+", default=["tiny", "smollm2-135m"])
+    parser.add_argument("--requests", type=int, default=32)
+    parser.add_argument("--beam", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    codes = np.unique(rng.integers(0, 256, size=(4000, 3)), axis=0)[:3686]
+    sidmap = SidMap([f"i{i}" for i in range(len(codes))], codes, [256, 256, 256], "bench")
+    print("| backbone | batch | HF p50 ms | HF p99 ms | HF req/s | ours p50 ms | ours p99 ms | ours req/s | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for backbone in args.backbones:
+        model, tokenizer = load_backbone(ModelConfig(backbone=backbone, tiny_hidden_size=256, tiny_layers=4))
+        add_sid_tokens(model, tokenizer, sidmap)
+        model.eval()
+        trie = SidTrie.from_sidmap(sidmap, tokenizer)
+        prompts = [
+            format_history_prompt(list(rng.choice(sidmap.item_ids, size=10)), sidmap) for _ in range(args.requests)
+        ]
+        for batch in (1, 16):
+            batches = [prompts[i : i + batch] for i in range(0, len(prompts), batch)]
+            with torch.inference_mode():
+                ours(model, tokenizer, trie, batches[0], args.beam, args.beam)  # warm-up
+                hf = timed(
+                    lambda b, m=model, t=tokenizer, r=trie: hf_generate(m, t, r, b, args.beam, args.beam), batches
+                )
+                mine = timed(lambda b, m=model, t=tokenizer, r=trie: ours(m, t, r, b, args.beam, args.beam), batches)
+            print(
+                f"| {backbone} | {batch} | {hf[0]:.0f} | {hf[1]:.0f} | {hf[2]:.2f} | {mine[0]:.0f} | {mine[1]:.0f} "
+                f"| {mine[2]:.2f} | {mine[2] / hf[2]:.1f}x |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from components.config import PROJECT_ROOT, Config
+from components.config import Config
 from components.sids.sidmap import SidMap
 
 
@@ -179,5 +179,3 @@ def default_sid_map(cfg: Config) -> SidMap:
 
     return SidMap.load(ArtifactStore.from_config(cfg.store).fetch("sid_map"))
 
-
-__all__ = ["PROJECT_ROOT", "apply", "materialize", "prepare_repo", "write_sources"]

@@ -84,8 +84,6 @@ def features_materialize(config_path: str | None = None, overrides: dict | None 
     sidmap = SidMap.load(store.fetch("sid_map"))
     prefixes = None
     if store.latest_version("prefixes"):
-        from components.reasoning.thinkahead import load_prefixes  # noqa: F401 (format owner)
-
         folder = store.fetch("prefixes")
         files = sorted(folder.glob("prefixes-*.parquet"))
         prefixes = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None

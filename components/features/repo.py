@@ -178,4 +178,3 @@ def default_sid_map(cfg: Config) -> SidMap:
     from components.store.artifacts import ArtifactStore
 
     return SidMap.load(ArtifactStore.from_config(cfg.store).fetch("sid_map"))
-

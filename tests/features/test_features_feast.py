@@ -18,11 +18,19 @@ from components.utils.redis_server import start_redis
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("feast")
     catalog, events = generate_synthetic(n_items=60, n_users=40, seed=6)
-    sidmap = build_sids(catalog, events, SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8),
-                        root / "sids")
-    prefixes = pd.DataFrame({"user_id": ["u1"], "prefixes": [["1_2", "3_4"]], "scores": [[0.5, 0.25]],
-                             "model_version": ["m1"], "sid_version": [sidmap.version],
-                             "created_at": [pd.Timestamp("2025-01-01", tz="UTC")]})
+    sidmap = build_sids(
+        catalog, events, SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8), root / "sids"
+    )
+    prefixes = pd.DataFrame(
+        {
+            "user_id": ["u1"],
+            "prefixes": [["1_2", "3_4"]],
+            "scores": [[0.5, 0.25]],
+            "model_version": ["m1"],
+            "sid_version": [sidmap.version],
+            "created_at": [pd.Timestamp("2025-01-01", tz="UTC")],
+        }
+    )
     return root, catalog, events, sidmap, prefixes
 
 
@@ -53,8 +61,9 @@ def test_point_in_time_history_excludes_the_target_and_later(world):
     root, _, events, _, _ = world
     cfg = load_config(None, overrides={"run_root": str(root / "sqlite")})
     user = events[events.user_id == "u5"].sort_values("event_timestamp")
-    entity = pd.DataFrame({"user_id": "u5", "target": user.item_id.to_numpy()[1:],
-                           "event_timestamp": user.event_timestamp.to_numpy()[1:]})
+    entity = pd.DataFrame(
+        {"user_id": "u5", "target": user.item_id.to_numpy()[1:], "event_timestamp": user.event_timestamp.to_numpy()[1:]}
+    )
     examples = build_training_examples(cfg, entity)
     items = user.item_id.tolist()
     assert len(examples) == len(items) - 1
@@ -67,9 +76,13 @@ def test_redis_online_store(world):
     root, _, events, _, _ = world
     server = start_redis(root / "redis")
     try:
-        cfg = load_config(None, overrides={"run_root": str(root / "redis_run"),
-                                           "features": {"online_store": "redis",
-                                                        "redis_connection": server.connection}})
+        cfg = load_config(
+            None,
+            overrides={
+                "run_root": str(root / "redis_run"),
+                "features": {"online_store": "redis", "redis_connection": server.connection},
+            },
+        )
         _setup(cfg, world)
         last = events.sort_values("event_timestamp").groupby("user_id").item_id.apply(list)
         online = OnlineFeatures(cfg)

@@ -15,36 +15,12 @@ import torch
 from components.config import ModelConfig
 from components.decoding.beam import constrained_beam_search
 from components.decoding.recommend import encode_prompts
+from components.decoding.reference import hf_constrained_generate
 from components.decoding.trie import SidTrie
 from components.model.backbone import load_backbone
 from components.model.prompts import format_history_prompt
 from components.model.vocab import add_sid_tokens
 from components.sids.sidmap import SidMap
-
-
-def hf_generate(model, tokenizer, trie, prompts, beam, k):
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    start = enc.input_ids.shape[1]
-    code_of = [{int(t): c for c, t in enumerate(trie.level_token_ids[lv].tolist())} for lv in range(trie.n_levels)]
-
-    def allowed(_, ids):
-        prefix = tuple(code_of[lv][int(t)] for lv, t in enumerate(ids[start:].tolist()))
-        node = trie.node_of(prefix)
-        return trie.level_token_ids[len(prefix)][trie.allowed[len(prefix)][node]].tolist()
-
-    return model.generate(
-        **enc,
-        num_beams=beam,
-        num_return_sequences=k,
-        max_new_tokens=trie.n_levels,
-        prefix_allowed_tokens_fn=allowed,
-        do_sample=False,
-        length_penalty=0.0,
-        top_k=None,
-        top_p=None,
-        temperature=None,
-        pad_token_id=tokenizer.pad_token_id,
-    )
 
 
 def ours(model, tokenizer, trie, prompts, beam, k):
@@ -90,7 +66,8 @@ def main() -> None:
             with torch.inference_mode():
                 ours(model, tokenizer, trie, batches[0], args.beam, args.beam)  # warm-up
                 hf = timed(
-                    lambda b, m=model, t=tokenizer, r=trie: hf_generate(m, t, r, b, args.beam, args.beam), batches
+                    lambda b, m=model, t=tokenizer, r=trie: hf_constrained_generate(m, t, r, b, args.beam, args.beam),
+                    batches,
                 )
                 mine = timed(lambda b, m=model, t=tokenizer, r=trie: ours(m, t, r, b, args.beam, args.beam), batches)
             print(

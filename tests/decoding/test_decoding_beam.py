@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from components.decoding.beam import constrained_beam_search
+from components.decoding.reference import hf_constrained_generate, sequences_to_codes
 from components.decoding.trie import SidTrie
 from components.model.prompts import format_history_prompt
 
@@ -16,34 +17,9 @@ def _prompts(sidmap, n):
 
 def _hf_reference(model, tokenizer, trie, prompt, beam):
     """HF generate() with prefix_allowed_tokens_fn over the same trie, sum-of-log-prob scores."""
-    enc = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-    start = enc.input_ids.shape[1]
-    sid_to_code = [{int(t): c for c, t in enumerate(trie.level_token_ids[lv].tolist())} for lv in range(trie.n_levels)]
-
-    def allowed(_, ids):
-        prefix = tuple(sid_to_code[lv][int(t)] for lv, t in enumerate(ids[start:].tolist()))
-        node = trie.node_of(prefix)
-        return trie.level_token_ids[len(prefix)][trie.allowed[len(prefix)][node]].tolist()
-
-    out = model.generate(
-        **enc,
-        num_beams=beam,
-        num_return_sequences=beam,
-        max_new_tokens=trie.n_levels,
-        min_new_tokens=trie.n_levels,
-        prefix_allowed_tokens_fn=allowed,
-        do_sample=False,
-        length_penalty=0.0,
-        early_stopping=True,
-        output_scores=True,
-        return_dict_in_generate=True,
-        top_k=None,
-        top_p=None,
-        temperature=None,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    seqs = [tuple(sid_to_code[lv][int(t)] for lv, t in enumerate(s[start:].tolist())) for s in out.sequences]
-    return seqs, out.sequences_scores
+    out = hf_constrained_generate(model, tokenizer, trie, [prompt], beam, beam)
+    start = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.shape[1]
+    return sequences_to_codes(trie, out.sequences, start), out.sequences_scores
 
 
 @pytest.mark.parametrize("batch,beam", [(1, 5), (4, 8)])

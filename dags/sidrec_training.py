@@ -68,7 +68,14 @@ def sidrec_training():
 
         return log_metrics("export", steps.export(config_path()))
 
-    examples = build_examples(materialize())
+    @task.short_circuit
+    def sids_ready(features: dict) -> bool:
+        """A first deployment has no SID map yet: skip this run; the sid_map asset triggers training once it exists."""
+        return "skipped" not in features
+
+    features = materialize()
+    examples = build_examples(features)
+    sids_ready(features) >> examples
     gate = evaluate_and_gate(train(examples), examples)
     promoted(gate) >> export(gate)
 

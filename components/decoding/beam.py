@@ -64,7 +64,7 @@ def constrained_beam_search(
     batch = input_ids.shape[0]
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     hidden, cache = _forward(base, input_ids, attention_mask, position_ids, None)
-    hidden = hidden[:, -1].repeat_interleave(beam_size, 0)  # [B*beam, H]
+    hidden = hidden[:, -1]  # [B, H]: level 0 is scored once per row, all beams share the prompt
     cache.batch_repeat_interleave(beam_size)
     mask = attention_mask.repeat_interleave(beam_size, 0)
     next_pos = position_ids[:, -1:].repeat_interleave(beam_size, 0) + 1
@@ -81,7 +81,10 @@ def _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, node
     n_levels = trie.n_levels
     for level in range(start_level, n_levels):
         width = trie.level_token_ids.shape[1]
-        logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).view(batch, beams, width)
+        if hidden.shape[0] == batch and beams > 1:  # identical beams (after the prompt): one row each
+            logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).unsqueeze(1).expand(batch, beams, width)
+        else:
+            logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).view(batch, beams, width)
         allowed = trie.allowed[level][nodes.clamp(min=0)] & (nodes >= 0).unsqueeze(-1)
         cand = torch.where(allowed, scores.unsqueeze(-1) + logp, torch.full_like(logp, NEG_INF))
         keep = top_k if level == n_levels - 1 else beams

@@ -120,7 +120,7 @@ def runs(dag_id: str, home: Path | None = HomeOpt) -> None:
 
 @app.command()
 def screenshot(
-    out: Path = typer.Option(PROJECT_ROOT / "docs" / "airflow_grid.png", help="PNG to write"),
+    out: Path = typer.Option(PROJECT_ROOT / "docs" / "airflow_dags.png", help="PNG to write"),
     dag_id: str | None = typer.Option(None, help="a DAG's grid page; default: the DAG list"),
     home: Path | None = HomeOpt,
 ) -> None:

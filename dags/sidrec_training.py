@@ -3,6 +3,7 @@
 Weekly, and whenever the **sidrec_sid_map** asset changes: point-in-time examples from Feast, fine-tuning,
 evaluation against the production model and the baselines, promotion only if better (the gate's numbers are
 in the task log and XCom), export to the Triton model repository. Updates the **sidrec_model** asset.
+Ops can promote a refused candidate by triggering with conf `{"promote_anyway": true}` (logged as such).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, get_current_context, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
@@ -26,6 +27,7 @@ from sidrec_common import DEFAULT_ARGS, MODEL, SID_MAP, START, config_path, log_
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
+    params={"promote_anyway": Param(False, type="boolean", description="ops override of a refused gate")},
     tags=["sidrec", "training"],
 )
 def sidrec_training():
@@ -60,7 +62,15 @@ def sidrec_training():
 
     @task.short_circuit
     def promoted(gate: dict) -> bool:
-        return bool(gate["promoted"])
+        """Export only what the gate promoted, unless ops trigger with conf {"promote_anyway": true}."""
+        if gate["promoted"]:
+            return True
+        if get_current_context()["params"].get("promote_anyway"):
+            from components.orchestration import steps
+
+            log_metrics("promote (ops override)", steps.promote(config_path(), reason="airflow promote_anyway"))
+            return True
+        return False
 
     @task(outlets=[MODEL])
     def export(gate: dict) -> dict:

@@ -91,6 +91,7 @@ def stop(home: Path | None = HomeOpt) -> None:
 @app.command()
 def trigger(
     dag_id: str = typer.Argument(..., help=f"one of {DAG_IDS}"),
+    conf: str = typer.Option("{}", help="run conf as JSON, e.g. '{\"promote_anyway\": true}' for sidrec_training"),
     wait: bool = typer.Option(True, help="poll until the run ends and print its task states"),
     timeout: float = 3600,
     home: Path | None = HomeOpt,
@@ -98,7 +99,7 @@ def trigger(
     """Trigger a DAG run through the REST API (/api/v2) and, by default, wait for it."""
     client = _client(home)
     client.wait_for_dags([dag_id], timeout=120)
-    run_id = client.trigger(dag_id)
+    run_id = client.trigger(dag_id, json.loads(conf))
     typer.echo(f"triggered {dag_id}: {run_id}")
     if not wait:
         return

@@ -90,10 +90,28 @@ class TritonServer:
         self.stop()
 
 
+def s3_repository_url(endpoint_url: str, repository: str) -> str:
+    """Triton's form of an S3 repository on a custom endpoint: s3://http://host:port/bucket/prefix.
+
+    `repository` is the s3://bucket/prefix the exporter wrote to; Triton needs the endpoint inside the URL.
+    """
+    if not repository.startswith("s3://"):
+        raise ValueError(f"not an s3:// repository: {repository!r}")
+    return f"s3://{endpoint_url.rstrip('/')}/{repository[5:].strip('/')}"
+
+
 def start_triton(
-    model_repository: str | Path, workdir: Path, timeout: float = 180.0, extra_args: list[str] | None = None
+    model_repository: str | Path,
+    workdir: Path,
+    timeout: float = 180.0,
+    extra_args: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> TritonServer:
-    """Start tritonserver on free 127.0.0.1 ports and wait until /v2/health/ready (models loaded)."""
+    """Start tritonserver on free 127.0.0.1 ports and wait until /v2/health/ready (models loaded).
+
+    For an S3 repository pass s3_repository_url(...) and the credentials in `extra_env` (AWS_ACCESS_KEY_ID,
+    AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION); Triton copies the model into workdir/s3_mount.
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ports = [free_port() for _ in range(3)]
@@ -111,6 +129,9 @@ def start_triton(
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):  # s3:// repositories
         if key in os.environ:
             env[key] = os.environ[key]
+    (workdir / "s3_mount").mkdir(exist_ok=True)
+    env["TRITON_AWS_MOUNT_DIRECTORY"] = str(workdir / "s3_mount")  # local copy of an S3 repository
+    env.update(extra_env or {})
     cmd = [
         str(tritonserver_dir() / "bin" / "tritonserver"),
         f"--model-repository={model_repository}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from components.config import ModelConfig, SidConfig, load_config
@@ -12,8 +14,9 @@ from components.model.backbone import load_backbone
 from components.model.vocab import add_sid_tokens
 from components.serving.client import RecommenderClient
 from components.serving.export import export_triton_repository
-from components.serving.triton_launcher import start_triton
+from components.serving.triton_launcher import s3_repository_url, start_triton
 from components.sids.build import build_sids
+from components.store.s3server import start_seaweedfs
 from components.utils.redis_server import start_redis
 
 
@@ -63,6 +66,27 @@ def test_recommend_returns_valid_unique_items_through_triton(deployment):
             assert all(r.source == "triton" and r.title for r in recs)
     with pytest.raises(UnknownUserError):
         client.recommend("no-such-user")
+
+
+@pytest.mark.integration
+def test_triton_serves_a_model_repository_on_s3(deployment, tmp_path, monkeypatch):
+    """Export to a real S3 server (SeaweedFS) and let Triton load the repository from there."""
+    cfg, _, _, sidmap, events, export = deployment
+    with start_seaweedfs(tmp_path / "seaweed") as s3:
+        s3.client().create_bucket(Bucket="models")
+        creds = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
+        for key, value in {**creds, "AWS_ENDPOINT_URL": s3.endpoint_url}.items():
+            monkeypatch.setenv(key, value)
+        exported = export_triton_repository(Path(export["source"]), "s3://models/triton", beam_size=20)
+        assert exported["version"] == 1
+        keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket="models")["Contents"]}
+        assert {"triton/sidrec/config.pbtxt", "triton/sidrec/1/model.py"} <= keys
+        url = s3_repository_url(s3.endpoint_url, "s3://models/triton")
+        with start_triton(url, tmp_path / "triton", extra_env={**creds, "AWS_DEFAULT_REGION": "us-east-1"}) as server:
+            client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
+            recs = client.recommend(events.user_id.iloc[5], k=10)
+            assert len({r.item_id for r in recs}) == 10 and all(r.source == "triton" for r in recs)
+            assert all(sidmap.sid_of(r.item_id) == r.sid for r in recs)
 
 
 @pytest.mark.integration

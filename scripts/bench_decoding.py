@@ -1,7 +1,10 @@
 """Benchmark: our KV-cache constrained beam search vs HF generate(prefix_allowed_tokens_fn), beam 20.
 
 Prints a markdown table: backbone, batch, p50/p99 ms per request and requests/s for both, and the speed-up.
-Usage: python scripts/bench_decoding.py [--backbones tiny smollm2-135m] [--requests 32]
+Usage: python scripts/bench_decoding.py [--backbones tiny smollm2-135m] [--requests 32] [--titles]
+
+--titles puts a title after each history SID (the PLUM-style prompt, ~8x longer): HF repeats the whole prompt
+for every beam, we encode it once, so the speed-up grows with the prompt length.
 """
 
 from __future__ import annotations
@@ -46,11 +49,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32)
     parser.add_argument("--beam", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--titles", action="store_true", help="history prompts with item titles")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     codes = np.unique(rng.integers(0, 256, size=(4000, 3)), axis=0)[:3686]
     sidmap = SidMap([f"i{i}" for i in range(len(codes))], codes, [256, 256, 256], "bench")
+    words = "digital caliper steel hex key set nitrile gloves safety glasses lab beaker tape measure".split()
+    titles = {i: " ".join(rng.choice(words, size=6)) for i in sidmap.item_ids} if args.titles else None
+    print(f"prompt: {'SIDs + titles' if args.titles else 'SIDs only'}, beam {args.beam}, {args.threads} thread(s)")
     print("| backbone | batch | HF p50 ms | HF p99 ms | HF req/s | ours p50 ms | ours p99 ms | ours req/s | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|")
     for backbone in args.backbones:
@@ -59,7 +66,8 @@ def main() -> None:
         model.eval()
         trie = SidTrie.from_sidmap(sidmap, tokenizer)
         prompts = [
-            format_history_prompt(list(rng.choice(sidmap.item_ids, size=10)), sidmap) for _ in range(args.requests)
+            format_history_prompt(list(rng.choice(sidmap.item_ids, size=10)), sidmap, titles)
+            for _ in range(args.requests)
         ]
         for batch in (1, 16):
             batches = [prompts[i : i + batch] for i in range(0, len(prompts), batch)]

@@ -15,14 +15,21 @@ def start(
     config: str = typer.Option(None, help="Deployment YAML."),
 ) -> None:
     """Start tritonserver on 127.0.0.1 (foreground; Ctrl-C stops it by PID)."""
+    import os
     import time
     from pathlib import Path
 
     from components.config import load_config
-    from components.serving.triton_launcher import start_triton
+    from components.serving.triton_launcher import s3_repository_url, start_triton
 
     cfg = load_config(config)
-    with start_triton(repo or cfg.path(cfg.serving.model_repository), Path(cfg.path(cfg.run_root)) / "triton") as s:
+    repository = str(repo or cfg.serving.model_repository)
+    if repository.startswith("s3://"):  # Triton reads it from S3 itself; credentials from AWS_* env
+        endpoint = cfg.store.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        repository = s3_repository_url(endpoint, repository) if endpoint else repository
+    else:
+        repository = str(cfg.path(repository))
+    with start_triton(repository, Path(cfg.path(cfg.run_root)) / "triton") as s:
         typer.echo(f"triton ready: http={s.http_url} grpc={s.grpc_url} pid={s.pid}")
         try:
             while s.process.poll() is None:

@@ -17,12 +17,15 @@ def triton(
     kind: str = typer.Option(None, help="KIND_GPU or KIND_CPU (default: GPU if CUDA is available)."),
 ) -> None:
     """Export to Triton (python backend, dynamic batching, batched constrained beam search)."""
+    import os
     from pathlib import Path
 
     from components.config import load_config
     from components.serving.export import export_triton_repository
 
     cfg = load_config(config)
+    if cfg.store.s3_endpoint_url:  # an s3:// repository on the deployment's S3 endpoint
+        os.environ.setdefault("AWS_ENDPOINT_URL", cfg.store.s3_endpoint_url)
     out = export_triton_repository(
         Path(model),
         repo or cfg.path(cfg.serving.model_repository),

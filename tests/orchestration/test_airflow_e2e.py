@@ -7,37 +7,12 @@ import shutil
 
 import psutil
 import pytest
-import yaml
+from orchestration_deployment import write_tiny_deployment
 
-from components.data.readers import write_table
-from components.data.synthetic import generate_synthetic
 from components.orchestration import local_airflow as la
 from components.utils.procs import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _deployment(root) -> str:
-    catalog, events = generate_synthetic(n_items=60, n_users=60, seed=11)
-    write_table(catalog, root / "raw" / "catalog.jsonl.gz")
-    write_table(events, root / "raw" / "events.csv.gz")
-    config = {
-        "run_root": str(root / "runs"),
-        "data": {
-            "catalog_uri": str(root / "raw" / "catalog.jsonl.gz"),
-            "events_uri": str(root / "raw" / "events.csv.gz"),
-            "splits_dir": None,
-        },
-        "store": {"root": str(root / "artifacts")},
-        "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
-        "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-        "train": {"batch_size": 16, "lr": 0.01, "max_steps": 30, "torch_threads": 1},
-        "eval": {"beam_size": 10, "max_examples": 20},
-        "reasoning": {"paths_per_user": 1, "prefixes_per_path": 3, "max_rationale_tokens": 4},
-        "serving": {"model_repository": str(root / "triton_repo")},
-    }
-    (root / "deploy.yaml").write_text(yaml.safe_dump(config))
-    return str(root / "deploy.yaml")
 
 
 def _listening_hosts(pids: list[int]) -> set[str]:
@@ -59,7 +34,9 @@ def _listening_hosts(pids: list[int]) -> set[str]:
 
 def test_rest_trigger_runs_features_and_the_asset_triggered_sid_refresh(tmp_path):
     port = free_port()
-    env = la.airflow_environment(tmp_path / "airflow_home", port, _deployment(tmp_path))
+    env = la.airflow_environment(
+        tmp_path / "airflow_home", port, write_tiny_deployment(tmp_path, seed=11, max_steps=30, eval_examples=20)
+    )
     la.init_airflow(env)
     airflow = la.start_airflow(env)
     pids = list(airflow.pids.values())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from orchestration_deployment import write_tiny_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ["sidrec_features", "sidrec_sid_refresh", "sidrec_training", "sidrec_reasoning"]
@@ -20,34 +20,13 @@ DAGS = ["sidrec_features", "sidrec_sid_refresh", "sidrec_training", "sidrec_reas
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
     """A fresh SQLite Airflow home and a tiny deployment over synthetic raw files."""
-    from components.data.readers import write_table
-    from components.data.synthetic import generate_synthetic
-
     root = tmp_path_factory.mktemp("airflow")
-    catalog, events = generate_synthetic(n_items=60, n_users=60, seed=9)
-    write_table(catalog, root / "raw" / "catalog.jsonl.gz")
-    write_table(events, root / "raw" / "events.csv.gz")
-    config = {
-        "run_root": str(root / "runs"),
-        "data": {
-            "catalog_uri": str(root / "raw" / "catalog.jsonl.gz"),
-            "events_uri": str(root / "raw" / "events.csv.gz"),
-            "splits_dir": None,
-        },
-        "store": {"root": str(root / "artifacts")},
-        "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
-        "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-        "train": {"batch_size": 16, "lr": 0.01, "max_steps": 150, "torch_threads": 1},
-        "eval": {"beam_size": 10, "max_examples": 40},
-        "reasoning": {"paths_per_user": 1, "prefixes_per_path": 3, "max_rationale_tokens": 4},
-        "serving": {"model_repository": str(root / "triton_repo")},
-    }
-    (root / "deploy.yaml").write_text(yaml.safe_dump(config))
+    deploy = write_tiny_deployment(root, seed=9, max_steps=150, eval_examples=40)
     env = {
         "AIRFLOW_HOME": str(root / "airflow_home"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "SIDREC_CONFIG": str(root / "deploy.yaml"),
+        "SIDREC_CONFIG": str(deploy),
         "SIDREC_REASONING_SHARDS": "2",
     }
     old = {k: os.environ.get(k) for k in env}

@@ -1,0 +1,33 @@
+"""The local Airflow environment: loopback only, one persistent JWT secret, the documented dev settings."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from components.orchestration.local_airflow import airflow_environment
+from components.serving.triton_launcher import s3_repository_url
+
+
+def test_environment_is_loopback_with_one_private_jwt_secret(tmp_path):
+    env = airflow_environment(tmp_path / "home", 18080, base_env={"PATH": "/usr/bin"})
+    again = airflow_environment(tmp_path / "home", 18080, base_env={"PATH": "/usr/bin"})
+    secret = env["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert len(bytes.fromhex(secret)) == 64 and again["AIRFLOW__API_AUTH__JWT_SECRET"] == secret
+    assert stat.S_IMODE((tmp_path / "home" / "jwt_secret").stat().st_mode) == 0o600
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "False"
+    assert env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] == "15" and env["AIRFLOW__CORE__PARALLELISM"] == "4"
+    assert env["AIRFLOW_HOME"] == str((tmp_path / "home").resolve())
+    assert env["PATH"].split(":")[0].endswith("bin") and env["PATH"].endswith("/usr/bin")
+
+
+def test_s3_repository_url_puts_the_endpoint_inside():
+    assert (
+        s3_repository_url("http://127.0.0.1:8333/", "s3://models/triton/") == "s3://http://127.0.0.1:8333/models/triton"
+    )
+    with pytest.raises(ValueError, match="not an s3"):
+        s3_repository_url("http://127.0.0.1:8333", "/local/repo")

@@ -81,10 +81,9 @@ def _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, node
     n_levels = trie.n_levels
     for level in range(start_level, n_levels):
         width = trie.level_token_ids.shape[1]
-        if hidden.shape[0] == batch and beams > 1:  # identical beams (after the prompt): one row each
-            logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).unsqueeze(1).expand(batch, beams, width)
-        else:
-            logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).view(batch, beams, width)
+        # hidden is [B*beams, H], or [B, H] right after the prompt (identical beams): broadcast over the beams
+        logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).view(batch, -1, width)
+        logp = logp.expand(batch, beams, width)
         allowed = trie.allowed[level][nodes.clamp(min=0)] & (nodes >= 0).unsqueeze(-1)
         cand = torch.where(allowed, scores.unsqueeze(-1) + logp, torch.full_like(logp, NEG_INF))
         keep = top_k if level == n_levels - 1 else beams

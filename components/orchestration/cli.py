@@ -27,7 +27,7 @@ def _home(home: Path | None) -> Path:
 
 
 def _client(home: Path | None) -> la.AirflowClient:
-    state = _home(home) / "sidrec_airflow.json"
+    state = la.pid_file(_home(home))
     if not state.exists():
         raise typer.BadParameter(f"no local Airflow recorded in {state}: run `sidrec airflow start` first")
     return la.AirflowClient(la.LocalAirflow.load(_home(home)).url)
@@ -63,7 +63,7 @@ def start(
 ) -> None:
     """Init, then start api-server, scheduler, dag-processor and triggerer in the background; print the UI URL."""
     home_dir = _home(home)
-    if (home_dir / "sidrec_airflow.json").exists():
+    if la.pid_file(home_dir).exists():
         raise typer.BadParameter(f"Airflow already recorded as running in {home_dir}: `sidrec airflow stop` first")
     port = port or free_port()
     if port_open(port):
@@ -80,7 +80,7 @@ def start(
 def stop(home: Path | None = HomeOpt) -> None:
     """Stop the components recorded by `start` (by PID, SIGTERM then SIGKILL)."""
     home_dir = _home(home)
-    if not (home_dir / "sidrec_airflow.json").exists():
+    if not la.pid_file(home_dir).exists():
         typer.echo(f"no local Airflow recorded in {home_dir}")
         return
     airflow = la.LocalAirflow.load(home_dir)

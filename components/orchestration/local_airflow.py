@@ -17,17 +17,24 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from components.config import PROJECT_ROOT
-from components.utils.procs import free_port, start_process, stop_process, wait_until
+from components.utils.procs import free_port, log_tail, start_process, stop_process, wait_until
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_STATES = {"success", "failed"}
+T = TypeVar("T")
+
+
+def pid_file(home: str | Path) -> Path:
+    """Where `start` records the URL and component PIDs of a local Airflow (its presence means "running")."""
+    return Path(home) / "sidrec_airflow.json"
 
 
 def airflow_environment(
@@ -103,17 +110,13 @@ class LocalAirflow:
     pids: dict[str, int] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
-    @property
-    def pid_file(self) -> Path:
-        return self.home / "sidrec_airflow.json"
-
     def save(self) -> None:
-        self.pid_file.write_text(json.dumps({"url": self.url, "pids": self.pids}, indent=2))
+        pid_file(self.home).write_text(json.dumps({"url": self.url, "pids": self.pids}, indent=2))
 
     @classmethod
     def load(cls, home: str | Path) -> LocalAirflow:
         home = Path(home)
-        state = json.loads((home / "sidrec_airflow.json").read_text())
+        state = json.loads(pid_file(home).read_text())
         return cls(url=state["url"], home=home, pids=state["pids"])
 
 
@@ -148,7 +151,7 @@ def start_airflow(env: dict[str, str], timeout: float = 180) -> LocalAirflow:
         )
         dead = [n for n, p in airflow.procs.items() if p.poll() is not None]
         if dead:
-            tails = {n: _tail(logs / f"{n}.log") for n in dead}
+            tails = {n: log_tail(logs / f"{n}.log") for n in dead}
             raise RuntimeError(f"Airflow components exited during start: {dead}\n{json.dumps(tails, indent=1)}")
     except BaseException:
         stop_airflow(airflow)
@@ -162,17 +165,13 @@ def _all_dead_or(airflow: LocalAirflow, check) -> bool:
     return check()
 
 
-def _tail(path: Path, n: int = 3000) -> str:
-    return path.read_text(errors="replace")[-n:] if path.exists() else ""
-
-
 def stop_airflow(airflow: LocalAirflow, timeout: float = 30) -> None:
     """SIGTERM each component's process group (by PID), SIGKILL after `timeout`; clears the PID file."""
     for name in reversed(COMPONENTS):
         pid = airflow.procs.get(name) or airflow.pids.get(name)
         if pid is not None:
             stop_process(pid, timeout=timeout)
-    airflow.pid_file.unlink(missing_ok=True)
+    pid_file(airflow.home).unlink(missing_ok=True)
 
 
 class AirflowClient:
@@ -246,14 +245,13 @@ class AirflowClient:
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900, poll: float = 3.0) -> dict:
         """Poll a run until success or failed; returns the final run (raises on timeout)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.run(dag_id, run_id)
-            if run["state"] in TERMINAL_STATES:
-                return run
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f} s")
-            time.sleep(poll)
+        last: dict = {}
+
+        def finished() -> dict | None:
+            last.update(self.run(dag_id, run_id))
+            return dict(last) if last["state"] in TERMINAL_STATES else None
+
+        return _poll(finished, timeout, poll, lambda: f"{dag_id} run {run_id} still {last.get('state')}")
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value") -> Any:
         """A task's XCom value (the step metrics the DAG tasks return)."""
@@ -268,21 +266,35 @@ class AirflowClient:
         self, dag_id: str, source_dag_id: str, source_run_id: str, timeout: float = 300, poll: float = 3.0
     ) -> dict:
         """Wait for the Asset-triggered run of `dag_id` that consumed an event of the run `source_run_id`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for run in self.runs(dag_id):
-                if run.get("run_type") != "asset_triggered":
-                    continue
-                events = self.upstream_asset_events(dag_id, run["dag_run_id"])
-                if any(
-                    e.get("source_dag_id") == source_dag_id and e.get("source_run_id") == source_run_id for e in events
-                ):
-                    return run
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no asset-triggered run of {dag_id} from {source_dag_id}/{source_run_id} within {timeout:.0f} s"
-                )
-            time.sleep(poll)
+
+        def consumed(run: dict) -> bool:
+            events = self.upstream_asset_events(dag_id, run["dag_run_id"])
+            return any(
+                e.get("source_dag_id") == source_dag_id and e.get("source_run_id") == source_run_id for e in events
+            )
+
+        def found() -> dict | None:
+            runs = (r for r in self.runs(dag_id) if r.get("run_type") == "asset_triggered")
+            return next((r for r in runs if consumed(r)), None)
+
+        return _poll(
+            found, timeout, poll, lambda: f"no asset-triggered run of {dag_id} from {source_dag_id}/{source_run_id}"
+        )
+
+
+def _poll(find: Callable[[], T | None], timeout: float, poll: float, what: Callable[[], str]) -> T:
+    """Call `find` every `poll` s until it returns a value; TimeoutError (saying `what`) after `timeout` s.
+
+    Unlike procs.wait_until it returns what was found and lets API errors propagate.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = find()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what()} after {timeout:.0f} s")
+        time.sleep(poll)
 
 
 def chromium_binary() -> str:

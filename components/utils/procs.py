@@ -80,12 +80,12 @@ def wait_until(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{_tail(log_path)}")
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{log_tail(log_path)}")
         with contextlib.suppress(Exception):
             if check():
                 return
         time.sleep(0.2)
-    raise TimeoutError(f"{what}: not ready after {timeout:.0f} s\n{_tail(log_path)}")
+    raise TimeoutError(f"{what}: not ready after {timeout:.0f} s\n{log_tail(log_path)}")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -99,7 +99,8 @@ def http_ok(url: str) -> bool:
         return 200 <= resp.status < 300
 
 
-def _tail(log_path: str | Path | None, n: int = 40) -> str:
+def log_tail(log_path: str | Path | None, n: int = 40) -> str:
+    """The last `n` lines of a server log (empty when there is none), for error messages."""
     if not log_path or not Path(log_path).exists():
         return ""
     lines = Path(log_path).read_text(errors="replace").splitlines()

@@ -92,6 +92,10 @@ class TrainConfig(_Section):
     weight_sid_title: float = 0.3
     weight_behaviour: float = 0.3
     include_titles_in_history: bool = False
+    # SID-level softmax: a SID token's loss is normalised over its level's codes only (not the 49k-token
+    # vocabulary), the same set constrained decoding chooses from. Decoding of such a model normalises the same
+    # way (recorded as config.sid_level_softmax). On CPU it also skips most of the output layer.
+    sid_softmax: bool = False
     seed: int = 0
     max_steps: int | None = None
     checkpoint_every: int = 500

@@ -3,7 +3,9 @@
 One prompt pass for the (left-padded) batch, then exactly one forward step per SID level: the cache is
 expanded to the beams once and reordered after each step, and the trie's mask tensors select the codes a
 beam may take. Scores are sums of full-vocabulary log-probabilities, exactly what HF generate() with
-prefix_allowed_tokens_fn computes (tested for equality), but without repeating the prompt per beam.
+prefix_allowed_tokens_fn computes (tested for equality), but without repeating the prompt per beam. A model
+trained with the SID-level softmax (config.sid_level_softmax) is scored as it was trained: each level's codes
+are normalised among themselves, and only those rows of the output layer are computed.
 
 Runtime completion (OneRec-Think think-ahead): `allowed_prefixes` gives each row the SID prefixes computed
 offline; the prefix tokens are scored in a single forward of all prefixes and only the remaining level(s) are
@@ -39,10 +41,20 @@ def _forward(base, input_ids, attention_mask, position_ids, cache):
     return out.last_hidden_state, out.past_key_values
 
 
-def _level_logprobs(head, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-    """log p(code | beam) for every code of a level, normalised over the full vocabulary."""
-    logits = head(hidden).float()
-    return torch.log_softmax(logits, dim=-1)[:, token_ids]
+def _level_softmax(model) -> bool:
+    return bool(getattr(model.config, "sid_level_softmax", False))
+
+
+def _level_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, level_softmax: bool) -> torch.Tensor:
+    """log p(code | beam) for every code of a level: over the full vocabulary, or over the level's codes."""
+    token_ids = trie.level_token_ids[level]
+    if not level_softmax:
+        return torch.log_softmax(head(hidden).float(), dim=-1)[:, token_ids]
+    bias = head.bias[token_ids] if getattr(head, "bias", None) is not None else None
+    logits = torch.nn.functional.linear(hidden, head.weight[token_ids], bias).float()
+    size = trie.level_sizes[level] if trie.level_sizes else token_ids.numel()
+    logits[:, size:] = NEG_INF  # padding beyond the level's codebook
+    return torch.log_softmax(logits, dim=-1)
 
 
 @torch.inference_mode()
@@ -73,16 +85,20 @@ def constrained_beam_search(
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at level 0
     nodes = torch.zeros((batch, beam_size), dtype=torch.long, device=dev)
     codes = torch.zeros((batch, beam_size, 0), dtype=torch.long, device=dev)
-    return _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, 0, top_k)
+    return _decode_levels(
+        base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, 0, top_k, _level_softmax(model)
+    )
 
 
-def _decode_levels(base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, start_level, top_k):
+def _decode_levels(
+    base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, start_level, top_k, level_softmax
+):
     batch, beams = scores.shape
     n_levels = trie.n_levels
     for level in range(start_level, n_levels):
         width = trie.level_token_ids.shape[1]
         # hidden is [B*beams, H], or [B, H] right after the prompt (identical beams): broadcast over the beams
-        logp = _level_logprobs(head, hidden, trie.level_token_ids[level]).view(batch, -1, width)
+        logp = _level_logprobs(head, hidden, trie, level, level_softmax).view(batch, -1, width)
         logp = logp.expand(batch, beams, width)
         allowed = trie.allowed[level][nodes.clamp(min=0)] & (nodes >= 0).unsqueeze(-1)
         cand = torch.where(allowed, scores.unsqueeze(-1) + logp, torch.full_like(logp, NEG_INF))
@@ -151,7 +167,8 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
     n_pref = max(1, max(len(ps) for ps in valid_prefixes))
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     hidden, cache = _forward(base, input_ids, attention_mask, position_ids, None)
-    first = _level_logprobs(head, hidden[:, -1], trie.level_token_ids[0])  # [B, K]
+    level_softmax = _level_softmax(model)
+    first = _level_logprobs(head, hidden[:, -1], trie, 0, level_softmax)  # [B, K]
     cache.batch_repeat_interleave(n_pref)
     dev = input_ids.device
     prefix_codes = torch.zeros((batch, n_pref, depth), dtype=torch.long, device=dev)
@@ -169,7 +186,7 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
     step_hidden, cache = _forward(base, tokens.view(batch * n_pref, depth), mask, pos, cache)
     scores = first.gather(1, prefix_codes[..., 0])  # log p(level 0 code)
     for level in range(1, depth):
-        logp = _level_logprobs(head, step_hidden[:, level - 1], trie.level_token_ids[level]).view(batch, n_pref, -1)
+        logp = _level_logprobs(head, step_hidden[:, level - 1], trie, level, level_softmax).view(batch, n_pref, -1)
         scores = scores + logp.gather(2, prefix_codes[..., level : level + 1]).squeeze(-1)
     scores = torch.where(present, scores, torch.full_like(scores, NEG_INF))
     nodes = torch.tensor(
@@ -181,5 +198,17 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
     )
     next_pos = pos[:, -1:] + 1
     return _decode_levels(
-        base, head, trie, step_hidden[:, -1], cache, mask, next_pos, scores, nodes, prefix_codes.clone(), depth, top_k
+        base,
+        head,
+        trie,
+        step_hidden[:, -1],
+        cache,
+        mask,
+        next_pos,
+        scores,
+        nodes,
+        prefix_codes.clone(),
+        depth,
+        top_k,
+        level_softmax,
     )

@@ -23,6 +23,7 @@ class SidTrie:
     leaf_item: torch.Tensor  # [n_items] index into item_ids, by last-level node id
     item_ids: list[str]
     prefix_nodes: list[dict[tuple[int, ...], int]]  # per level: prefix tuple -> node id
+    level_sizes: list[int] | None = None  # codes per level (level_token_ids is 0-padded beyond); None: all K
 
     @property
     def n_levels(self) -> int:
@@ -57,7 +58,9 @@ class SidTrie:
         leaf_item = torch.full((len(leaves),), -1, dtype=torch.long)
         for index, row in enumerate(codes.tolist()):
             leaf_item[leaves[tuple(row)]] = index
-        return cls(token_ids, allowed, child, leaf_item, list(sidmap.item_ids), prefix_nodes)
+        return cls(
+            token_ids, allowed, child, leaf_item, list(sidmap.item_ids), prefix_nodes, list(sidmap.codebook_sizes)
+        )
 
     def to(self, device) -> SidTrie:
         """Move the mask/lookup tensors (e.g. to the GPU Triton instance's device)."""

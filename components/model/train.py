@@ -49,14 +49,44 @@ def _batch(items: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tenso
     return input_ids, mask, labels
 
 
-def completion_loss(model, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over completion tokens only (output layer at those positions only)."""
+def completion_loss(
+    model, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, sid_table: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean next-token cross-entropy over completion tokens only (output layer at those positions only).
+
+    With `sid_table` ([levels, codes] token ids, -1 padding, see vocab.sid_token_ids) a SID target is scored
+    against its own level's codes only; other targets (titles) keep the full-vocabulary softmax.
+    """
     base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
     target = labels[:, 1:]
     select = target != -100
-    logits = model.get_output_embeddings()(hidden[:, :-1][select]).float()
-    return torch.nn.functional.cross_entropy(logits, target[select])
+    hidden, target = hidden[:, :-1][select], target[select]
+    head = model.get_output_embeddings()
+    if sid_table is None:
+        return torch.nn.functional.cross_entropy(head(hidden).float(), target)
+    return _sid_level_loss(head, hidden, target, sid_table)
+
+
+def _sid_level_loss(head, hidden: torch.Tensor, target: torch.Tensor, sid_table: torch.Tensor) -> torch.Tensor:
+    total = hidden.new_zeros((), dtype=torch.float32)
+    is_sid = torch.zeros_like(target, dtype=torch.bool)
+    for level_ids in sid_table:
+        level_ids = level_ids[level_ids >= 0]
+        # target's code index within this level (searchsorted needs sorted ids; SID ids are added in order)
+        order = torch.argsort(level_ids)
+        pos = torch.searchsorted(level_ids[order], target).clamp(max=len(level_ids) - 1)
+        here = level_ids[order][pos] == target
+        if not here.any():
+            continue
+        is_sid |= here
+        bias = head.bias[level_ids] if getattr(head, "bias", None) is not None else None
+        logits = torch.nn.functional.linear(hidden[here], head.weight[level_ids], bias)
+        total = total + torch.nn.functional.cross_entropy(logits.float(), order[pos[here]], reduction="sum")
+    if (~is_sid).any():
+        rest = head(hidden[~is_sid]).float()
+        total = total + torch.nn.functional.cross_entropy(rest, target[~is_sid], reduction="sum")
+    return total / max(int(target.numel()), 1)
 
 
 def _save_curve(history: list[dict], path: Path) -> None:
@@ -91,10 +121,12 @@ def train_causal_lm(
     valid_fn: Callable[[object], float] | None = None,
     new_token_ids: list[int] | None = None,
     max_length: int = 256,
+    sid_table: torch.Tensor | None = None,
 ) -> dict:
     """Completion-only training with token warm-up, grad accumulation, checkpoints/resume and curves.
 
     valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept.
+    sid_table (vocab.sid_token_ids) switches SID targets to the SID-level softmax (TrainConfig.sid_softmax).
     Returns {"history", "best_valid", "train_seconds", "tokens", "steps"}.
     """
     from tqdm import tqdm
@@ -163,7 +195,7 @@ def train_causal_lm(
                 input_ids, mask, labels = _batch([data[i] for i in idx], pad)
                 tokens += int(mask.sum())
                 with autocast:
-                    loss = completion_loss(model, input_ids, mask, labels) / cfg.grad_accum
+                    loss = completion_loss(model, input_ids, mask, labels, sid_table) / cfg.grad_accum
                 loss.backward()
                 loss_value += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -228,11 +260,13 @@ def train_model(
     """Backbone + SID vocabulary + task mix -> a trained model directory (weights, tokenizer, SID map)."""
     from components.model.backbone import load_backbone
     from components.model.examples import build_training_texts
-    from components.model.vocab import add_sid_tokens
+    from components.model.vocab import add_sid_tokens, sid_token_ids
 
     out_dir = Path(out_dir)
     model, tokenizer = load_backbone(cfg.model)
     new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed)
+    sid_table = sid_token_ids(tokenizer, sidmap) if cfg.train.sid_softmax else None
+    model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
     texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)
     if cfg.train.lora:
         model = _with_lora(model, cfg.train.lora_rank)
@@ -252,7 +286,7 @@ def train_model(
             ]
 
     stats = train_causal_lm(
-        model, tokenizer, texts, cfg.train, out_dir / "work", valid_fn, new_ids, cfg.model.max_length
+        model, tokenizer, texts, cfg.train, out_dir / "work", valid_fn, new_ids, cfg.model.max_length, sid_table
     )
     if cfg.train.lora:
         model = model.merge_and_unload()

@@ -67,3 +67,30 @@ def test_prefix_completion_stays_inside_prefixes_and_falls_back(tiny_sid_model):
     by_item = dict(zip(all_scores.items[0].tolist(), all_scores.scores[0].tolist(), strict=True))
     for item, score in zip(result.items[0].tolist(), result.scores[0].tolist(), strict=True):
         assert abs(by_item[item] - score) < 1e-4
+
+
+def test_level_softmax_scores_are_teacher_forced_level_log_probs(tiny_sid_model):
+    """A model trained with the SID-level softmax is scored per level over that level's codes only."""
+    import copy
+
+    model, tokenizer, sidmap = tiny_sid_model
+    model = copy.deepcopy(model)
+    model.config.sid_level_softmax = True
+    trie = SidTrie.from_sidmap(sidmap, tokenizer)
+    prompt = _prompts(sidmap, 1)[0]
+    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+    result = constrained_beam_search(model, enc.input_ids, enc.attention_mask, trie, 8, 5)
+    head = model.get_output_embeddings().weight
+    for codes, score in zip(result.codes[0].tolist(), result.scores[0].tolist(), strict=True):
+        sid_ids = [int(trie.level_token_ids[level, c]) for level, c in enumerate(codes)]
+        ids = torch.cat([enc.input_ids[0], torch.tensor(sid_ids)]).unsqueeze(0)
+        with torch.no_grad():
+            hidden = model.model(input_ids=ids).last_hidden_state[0]
+        start = enc.input_ids.shape[1] - 1
+        expected = sum(
+            torch.log_softmax(hidden[start + level] @ head[trie.level_token_ids[level]].T, -1)[c].item()
+            for level, c in enumerate(codes)
+        )
+        assert abs(expected - score) < 1e-4
+    full = constrained_beam_search(tiny_sid_model[0], enc.input_ids, enc.attention_mask, trie, 8, 5)
+    assert not torch.allclose(full.scores, result.scores)  # the full-vocabulary scores differ

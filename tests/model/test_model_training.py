@@ -12,8 +12,8 @@ from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.model.backbone import load_backbone, load_trained
 from components.model.examples import build_training_texts
-from components.model.train import _batch, tokenize_pairs, train_causal_lm, train_model
-from components.model.vocab import add_sid_tokens
+from components.model.train import _batch, _sid_level_loss, tokenize_pairs, train_causal_lm, train_model
+from components.model.vocab import add_sid_tokens, sid_token_ids
 from components.sids.build import build_sids
 
 
@@ -115,3 +115,34 @@ def test_train_model_writes_a_loadable_model(world, tmp_path):
     assert loaded.version == sidmap.version and len(tokenizer) == model.get_input_embeddings().weight.shape[0]
     info = json.loads((path / "sidrec_model.json").read_text())
     assert info["steps"] == 12 and info["best_valid"] >= 0
+
+
+def test_sid_level_loss_is_cross_entropy_over_the_target_level(world):
+    cfg, _, _, sidmap, _ = world
+    model, tokenizer = load_backbone(cfg.model)
+    add_sid_tokens(model, tokenizer, sidmap)
+    table = sid_token_ids(tokenizer, sidmap)
+    head = model.get_output_embeddings()
+    torch.manual_seed(0)
+    hidden = torch.randn(5, head.weight.shape[1])
+    text_token = tokenizer(" bolt", add_special_tokens=False)["input_ids"][0]
+    target = torch.tensor([int(table[0, 3]), int(table[1, 0]), int(table[2, 7]), text_token, int(table[0, 5])])
+    expected = [
+        torch.nn.functional.cross_entropy(hidden[0:1] @ head.weight[table[0]].T, torch.tensor([3])),
+        torch.nn.functional.cross_entropy(hidden[1:2] @ head.weight[table[1]].T, torch.tensor([0])),
+        torch.nn.functional.cross_entropy(hidden[2:3] @ head.weight[table[2]].T, torch.tensor([7])),
+        torch.nn.functional.cross_entropy(head(hidden[3:4]), torch.tensor([text_token])),  # text: full vocabulary
+        torch.nn.functional.cross_entropy(hidden[4:5] @ head.weight[table[0]].T, torch.tensor([5])),
+    ]
+    got = _sid_level_loss(head, hidden, target, table)
+    torch.testing.assert_close(got, torch.stack(expected).mean())
+
+
+def test_sid_softmax_model_records_how_to_decode(world, tmp_path):
+    cfg, catalog, _, sidmap, splits = world
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"sid_softmax": True})})
+    path = train_model(cfg, sidmap, catalog, splits["train"], None, tmp_path / "model")
+    model, _, _ = load_trained(path)
+    assert model.config.sid_level_softmax is True
+    losses = [h["loss"] for h in json.loads((path / "history.json").read_text()) if "loss" in h]
+    assert losses[-1] < losses[0]

@@ -96,6 +96,9 @@ class TrainConfig(_Section):
     # vocabulary), the same set constrained decoding chooses from. Decoding of such a model normalises the same
     # way (recorded as config.sid_level_softmax). On CPU it also skips most of the output layer.
     sid_softmax: bool = False
+    # training-time dropout on the token embeddings, each block's attention and MLP outputs and the attention
+    # weights. Llama-style backbones ship without any; a small model on ~10k examples overfits without it.
+    dropout: float = 0.0
     seed: int = 0
     max_steps: int | None = None
     checkpoint_every: int = 500

@@ -8,6 +8,7 @@ trains everything (or LoRA adapters + embeddings with peft). Checkpoints (model,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -87,6 +88,39 @@ def _sid_level_loss(head, hidden: torch.Tensor, target: torch.Tensor, sid_table:
         rest = head(hidden[~is_sid]).float()
         total = total + torch.nn.functional.cross_entropy(rest, target[~is_sid], reduction="sum")
     return total / max(int(target.numel()), 1)
+
+
+@contextlib.contextmanager
+def training_dropout(model, p: float):
+    """Dropout on embeddings, attention/MLP block outputs and attention weights while training, as hooks.
+
+    Hooks (not config changes) so the saved model is the plain backbone architecture; nothing stays after.
+    """
+    if p <= 0:
+        yield
+        return
+    base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+
+    def drop(module, args, output):
+        if isinstance(output, tuple):
+            return (torch.nn.functional.dropout(output[0], p, module.training), *output[1:])
+        return torch.nn.functional.dropout(output, p, module.training)
+
+    modules = [model.get_input_embeddings()]
+    attentions = []
+    for layer in base.layers:
+        modules += [layer.self_attn, layer.mlp]
+        if hasattr(layer.self_attn, "attention_dropout"):
+            attentions.append((layer.self_attn, layer.self_attn.attention_dropout))
+            layer.self_attn.attention_dropout = p
+    handles = [m.register_forward_hook(drop) for m in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for attention, value in attentions:
+            attention.attention_dropout = value
 
 
 def _save_curve(history: list[dict], path: Path) -> None:
@@ -178,59 +212,60 @@ def train_causal_lm(
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", leave=False)
     model.train()
-    while step < total_steps:
-        order = list(range(len(data)))
-        rng.shuffle(order)
-        chunk = cfg.batch_size * cfg.grad_accum
-        for start in range(0, max(1, len(order) - chunk + 1), chunk):
-            if step >= total_steps:
-                break
-            set_stage(step < warmup_steps)
-            optim.zero_grad(set_to_none=True)
-            loss_value = 0.0
-            for micro in range(cfg.grad_accum):
-                idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
-                if not idx:
-                    continue
-                input_ids, mask, labels = _batch([data[i] for i in idx], pad)
-                tokens += int(mask.sum())
-                with autocast:
-                    loss = completion_loss(model, input_ids, mask, labels, sid_table) / cfg.grad_accum
-                loss.backward()
-                loss_value += float(loss.detach())
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optim.step()
-            if step < warmup_steps and old_rows is not None:
-                with torch.no_grad():  # only the new SID rows move during warm-up (undo decay/momentum)
-                    embed[old_rows] = old_values
-            schedule.step()
-            step += 1
-            smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value
-            bar.update(1)
-            bar.set_postfix(loss=f"{smoothed:.3f}")
-            if step % 10 == 0 or step == total_steps:
-                history.append({"step": step, "loss": smoothed})
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                torch.save(
-                    {
-                        "model": model.state_dict(),
-                        "optim": optim.state_dict(),
-                        "schedule": schedule.state_dict(),
-                        "step": step,
-                        "history": history,
-                        "best": best,
-                    },
-                    ckpt,
-                )
-            end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
-            if valid_fn is not None and end_of_epoch:
-                model.eval()
-                score = float(valid_fn(model))
-                model.train()
-                history.append({"step": step, "valid": score})
-                log.info("step %d valid %.4f", step, score)
-                if score > best:
-                    best, best_state = score, copy.deepcopy(model.state_dict())
+    with training_dropout(model, cfg.dropout):
+        while step < total_steps:
+            order = list(range(len(data)))
+            rng.shuffle(order)
+            chunk = cfg.batch_size * cfg.grad_accum
+            for start in range(0, max(1, len(order) - chunk + 1), chunk):
+                if step >= total_steps:
+                    break
+                set_stage(step < warmup_steps)
+                optim.zero_grad(set_to_none=True)
+                loss_value = 0.0
+                for micro in range(cfg.grad_accum):
+                    idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
+                    if not idx:
+                        continue
+                    input_ids, mask, labels = _batch([data[i] for i in idx], pad)
+                    tokens += int(mask.sum())
+                    with autocast:
+                        loss = completion_loss(model, input_ids, mask, labels, sid_table) / cfg.grad_accum
+                    loss.backward()
+                    loss_value += float(loss.detach())
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optim.step()
+                if step < warmup_steps and old_rows is not None:
+                    with torch.no_grad():  # only the new SID rows move during warm-up (undo decay/momentum)
+                        embed[old_rows] = old_values
+                schedule.step()
+                step += 1
+                smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value
+                bar.update(1)
+                bar.set_postfix(loss=f"{smoothed:.3f}")
+                if step % 10 == 0 or step == total_steps:
+                    history.append({"step": step, "loss": smoothed})
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    torch.save(
+                        {
+                            "model": model.state_dict(),
+                            "optim": optim.state_dict(),
+                            "schedule": schedule.state_dict(),
+                            "step": step,
+                            "history": history,
+                            "best": best,
+                        },
+                        ckpt,
+                    )
+                end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+                if valid_fn is not None and end_of_epoch:
+                    model.eval()
+                    score = float(valid_fn(model))
+                    model.train()
+                    history.append({"step": step, "valid": score})
+                    log.info("step %d valid %.4f", step, score)
+                    if score > best:
+                        best, best_state = score, copy.deepcopy(model.state_dict())
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)

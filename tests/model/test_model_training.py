@@ -12,7 +12,14 @@ from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.model.backbone import load_backbone, load_trained
 from components.model.examples import build_training_texts
-from components.model.train import _batch, _sid_level_loss, tokenize_pairs, train_causal_lm, train_model
+from components.model.train import (
+    _batch,
+    _sid_level_loss,
+    tokenize_pairs,
+    train_causal_lm,
+    train_model,
+    training_dropout,
+)
 from components.model.vocab import add_sid_tokens, sid_token_ids
 from components.sids.build import build_sids
 
@@ -146,3 +153,19 @@ def test_sid_softmax_model_records_how_to_decode(world, tmp_path):
     assert model.config.sid_level_softmax is True
     losses = [h["loss"] for h in json.loads((path / "history.json").read_text()) if "loss" in h]
     assert losses[-1] < losses[0]
+
+
+def test_training_dropout_acts_only_while_training_and_leaves_nothing(world):
+    cfg, _, _, _, _ = world
+    model, tokenizer = load_backbone(cfg.model)
+    ids = tokenizer(["User bought: a b c\nNext:"], return_tensors="pt")["input_ids"]
+    model.eval()
+    before = model(input_ids=ids).logits
+    with training_dropout(model, 0.5):
+        torch.testing.assert_close(model(input_ids=ids).logits, before)  # eval mode: no dropout
+        model.train()
+        assert not torch.allclose(model(input_ids=ids).logits, before)
+        model.eval()
+    model.train()
+    torch.testing.assert_close(model(input_ids=ids).logits, before)  # hooks removed
+    assert model.config.attention_dropout == 0.0 and model.model.layers[0].self_attn.attention_dropout == 0.0

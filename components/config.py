@@ -99,6 +99,9 @@ class TrainConfig(_Section):
     # training-time dropout on the token embeddings, each block's attention and MLP outputs and the attention
     # weights. Llama-style backbones ship without any; a small model on ~10k examples overfits without it.
     dropout: float = 0.0
+    # also learn the SID tokens inside the prompt (each history item from the ones before it, as SASRec learns
+    # every position), not only the target's: more signal per example at no extra forward cost.
+    history_loss: bool = False
     seed: int = 0
     max_steps: int | None = None
     checkpoint_every: int = 500

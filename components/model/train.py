@@ -38,7 +38,10 @@ def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> 
     return out
 
 
-def _batch(items: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _batch(
+    items: list[tuple[list[int], int]], pad_id: int, learn_in_prompt: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, mask and labels (-100 outside the completion, and outside `learn_in_prompt` tokens)."""
     width = max(len(ids) for ids, _ in items)
     input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     labels = torch.full((len(items), width), -100, dtype=torch.long)
@@ -47,6 +50,9 @@ def _batch(items: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tenso
         input_ids[r, : len(ids)] = torch.tensor(ids)
         mask[r, : len(ids)] = 1
         labels[r, max(n_prompt, 1) : len(ids)] = torch.tensor(ids[max(n_prompt, 1) :])
+        if learn_in_prompt is not None and n_prompt > 1:
+            prompt = input_ids[r, 1:n_prompt]
+            labels[r, 1:n_prompt] = torch.where(torch.isin(prompt, learn_in_prompt), prompt, -100)
     return input_ids, mask, labels
 
 
@@ -176,6 +182,7 @@ def train_causal_lm(
     total_steps = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
     warmup_steps = int(total_steps * cfg.warmup_epochs / max(cfg.epochs, 1e-9)) if new_token_ids else 0
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    learn_in_prompt = torch.tensor(new_token_ids) if cfg.history_loss and new_token_ids else None
 
     embed = model.get_input_embeddings().weight
     old_rows = None
@@ -227,7 +234,7 @@ def train_causal_lm(
                     idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
                     if not idx:
                         continue
-                    input_ids, mask, labels = _batch([data[i] for i in idx], pad)
+                    input_ids, mask, labels = _batch([data[i] for i in idx], pad, learn_in_prompt)
                     tokens += int(mask.sum())
                     with autocast:
                         loss = completion_loss(model, input_ids, mask, labels, sid_table) / cfg.grad_accum

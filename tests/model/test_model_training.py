@@ -12,6 +12,7 @@ from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.model.backbone import load_backbone, load_trained
 from components.model.examples import build_training_texts
+from components.model.prompts import format_history_prompt
 from components.model.train import (
     _batch,
     _sid_level_loss,
@@ -169,3 +170,16 @@ def test_training_dropout_acts_only_while_training_and_leaves_nothing(world):
     model.train()
     torch.testing.assert_close(model(input_ids=ids).logits, before)  # hooks removed
     assert model.config.attention_dropout == 0.0 and model.model.layers[0].self_attn.attention_dropout == 0.0
+
+
+def test_history_loss_labels_the_prompt_sid_tokens_only(world):
+    cfg, _, _, sidmap, _ = world
+    model, tokenizer = load_backbone(cfg.model)
+    new_ids = add_sid_tokens(model, tokenizer, sidmap)
+    prompt = format_history_prompt(["i1", "i2"], sidmap)
+    data = tokenize_pairs(tokenizer, [(prompt, sidmap.sid_of("i3"))], 64)
+    ids, _, plain = _batch(data, 0)
+    _, _, labels = _batch(data, 0, torch.tensor(new_ids))
+    learnt = labels[0][labels[0] != -100].tolist()
+    assert (plain[0] != -100).sum() == 3
+    assert learnt == [t for t in ids[0, 1:].tolist() if t in set(new_ids)] and len(learnt) == 9

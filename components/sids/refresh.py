@@ -4,6 +4,8 @@ Existing items keep their SIDs exactly (the model has learnt them); new items ge
 the existing quantizer, so no retraining is needed. Drift (share of new items, shift of the mean embedding,
 new items' residual error relative to the build's) decides whether the codebooks still fit; above the
 configured thresholds the result says `rebuild` and the orchestration builds a new SID version and retrains.
+A map built with other SID settings (encoder, fusion weights, levels, ...) is never refreshed: its codebooks
+live in another embedding space, so the result says `rebuild` straight away.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import SidConfig
-from components.sids.build import load_quantizer, prepare_out_dir, save_quantizer
+from components.sids.build import embedding_config_hash, load_quantizer, prepare_out_dir, save_quantizer
 from components.sids.collaborative import fold_in, fuse
 from components.sids.embeddings import content_embeddings
 from components.sids.plots import code_usage_plot
@@ -54,6 +56,19 @@ def refresh_sids(
     """Refresh the map in `old_map_dir` for the current `catalog`; writes the refreshed map to `out_dir`."""
     old_map_dir, out_dir = Path(old_map_dir), Path(out_dir)
     old = SidMap.load(old_map_dir)
+    built_with, wanted = old.meta.get("embedding_config_hash"), embedding_config_hash(cfg)
+    if built_with and built_with != wanted:
+        current = set(catalog["item_id"].astype(str))
+        reason = f"SID settings changed since the build (embedding config {built_with} -> {wanted})"
+        log.info("SID refresh: %s", reason)
+        return RefreshResult(
+            old,
+            [i for i in catalog["item_id"].astype(str) if i not in old],
+            [i for i in old.item_ids if i not in current],
+            {"settings_changed": True},
+            True,
+            [reason],
+        )
     quantizer = load_quantizer(old_map_dir)
     with np.load(old_map_dir / "build_state.npz") as state:
         known_ids = state["item_ids"].tolist()

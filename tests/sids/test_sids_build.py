@@ -80,6 +80,11 @@ def test_refresh_keeps_old_sids_and_reports_drift(data, tmp_path):
     assert result.rebuild is False, result.reasons
     strict = CFG.model_copy(update={"drift_new_item_share": 0.01})
     assert refresh_sids(tmp_path / "v1", current, events, strict, tmp_path / "v3").rebuild is True
+    # other SID settings: the old codebooks live in another embedding space, so never refresh with them
+    reweighted = CFG.model_copy(update={"content_weight": 0.3, "collab_weight": 0.7})
+    changed = refresh_sids(tmp_path / "v1", current, events, reweighted, tmp_path / "v4")
+    assert changed.rebuild is True and "SID settings changed" in changed.reasons[0]
+    assert set(changed.new_items) == new_ids and not (tmp_path / "v4" / "sid_map.json").exists()
 
 
 def test_rqvae_builds_unique_sids(data, tmp_path):

@@ -10,7 +10,6 @@ writes runs/select/NAME/result.json. Test is never touched.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import time
@@ -18,10 +17,10 @@ from pathlib import Path
 
 from components.config import PROJECT_ROOT, load_config
 from components.data.readers import read_catalog, read_events
-from components.evaluation.benchmark import KS, _splits
+from components.evaluation.benchmark import KS, _splits, train_period_events
 from components.evaluation.evaluate import evaluate_model_dir
 from components.model.train import train_model
-from components.sids.build import build_sids
+from components.sids.build import build_sids, embedding_config_hash
 from components.sids.sidmap import SidMap
 
 
@@ -35,15 +34,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
-    cfg = load_config(args.config, json.loads(args.overrides))
+    overrides = json.loads(args.overrides)
+    cfg = load_config(args.config, overrides)
     root = Path(args.out)
     splits = _splits(cfg)
     catalog = read_catalog(cfg.path(cfg.data.catalog_uri))
-    sid_key = hashlib.sha256(json.dumps(cfg.sids.model_dump(), sort_keys=True, default=str).encode()).hexdigest()
-    sid_dir = root / f"sid_map_{sid_key[:10]}"  # shared by every run with the same SID settings
+    sid_dir = root / f"sid_map_{embedding_config_hash(cfg.sids)}"  # shared by every run with the same SID settings
     if not (sid_dir / "metrics.json").exists():
-        events = read_events(cfg.path(cfg.data.events_uri))
-        build_sids(catalog, events[events["split"] == "train"] if "split" in events else events, cfg.sids, sid_dir)
+        build_sids(catalog, train_period_events(read_events(cfg.path(cfg.data.events_uri))), cfg.sids, sid_dir)
     t0 = time.perf_counter()
     model_dir = train_model(cfg, SidMap.load(sid_dir), catalog, splits["train"], splits["valid"], root / args.name)
     seconds = time.perf_counter() - t0
@@ -52,7 +50,7 @@ def main() -> None:
     best = max(curve, key=lambda c: c[1]) if curve else (None, None)
     result = {
         "name": args.name,
-        "overrides": json.loads(args.overrides),
+        "overrides": overrides,
         "sample_curve": curve,
         "best_epoch": curve.index(best) + 1 if curve else None,
         "sample_best_hr10": best[1],

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from components.decoding.trie import SidTrie
+from components.model.vocab import token_logits
 
 NEG_INF = float("-inf")
 
@@ -50,10 +51,8 @@ def _level_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, level
     token_ids = trie.level_token_ids[level]
     if not level_softmax:
         return torch.log_softmax(head(hidden).float(), dim=-1)[:, token_ids]
-    bias = head.bias[token_ids] if getattr(head, "bias", None) is not None else None
-    logits = torch.nn.functional.linear(hidden, head.weight[token_ids], bias).float()
-    size = trie.level_sizes[level] if trie.level_sizes else token_ids.numel()
-    logits[:, size:] = NEG_INF  # padding beyond the level's codebook
+    logits = token_logits(head, hidden, token_ids).float()
+    logits[:, trie.level_sizes[level] :] = NEG_INF  # padding beyond the level's codebook
     return torch.log_softmax(logits, dim=-1)
 
 

@@ -23,7 +23,7 @@ class SidTrie:
     leaf_item: torch.Tensor  # [n_items] index into item_ids, by last-level node id
     item_ids: list[str]
     prefix_nodes: list[dict[tuple[int, ...], int]]  # per level: prefix tuple -> node id
-    level_sizes: list[int] | None = None  # codes per level (level_token_ids is 0-padded beyond); None: all K
+    level_sizes: list[int]  # codes per level (level_token_ids is 0-padded beyond)
 
     @property
     def n_levels(self) -> int:

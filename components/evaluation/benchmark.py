@@ -29,6 +29,11 @@ def _splits(cfg: Config) -> dict[str, pd.DataFrame]:
     return {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid", "test")}
 
 
+def train_period_events(events: pd.DataFrame) -> pd.DataFrame:
+    """The events SIDs may be built from when valid/test are held out (all of them when there is no split)."""
+    return events[events["split"] == "train"] if "split" in events else events
+
+
 def score_baselines(
     cfg: Config,
     split: str,
@@ -81,8 +86,7 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
     splits = _splits(cfg)
     catalog = read_catalog(cfg.path(cfg.data.catalog_uri))
     events = read_events(cfg.path(cfg.data.events_uri))
-    train_events = events[events["split"] == "train"] if "split" in events else events
-    sidmap = build_sids(catalog, train_events, cfg.sids, out_dir / "sid_map")
+    sidmap = build_sids(catalog, train_period_events(events), cfg.sids, out_dir / "sid_map")
     ids = catalog["item_id"].astype(str).tolist()
     results: dict[str, dict] = {
         "valid": score_baselines(cfg, "valid", splits, ids),

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from components.config import Config, TrainConfig
+from components.model.vocab import token_logits
 from components.sids.sidmap import SidMap
 
 log = logging.getLogger(__name__)
@@ -80,16 +81,13 @@ def _sid_level_loss(head, hidden: torch.Tensor, target: torch.Tensor, sid_table:
     is_sid = torch.zeros_like(target, dtype=torch.bool)
     for level_ids in sid_table:
         level_ids = level_ids[level_ids >= 0]
-        # target's code index within this level (searchsorted needs sorted ids; SID ids are added in order)
-        order = torch.argsort(level_ids)
-        pos = torch.searchsorted(level_ids[order], target).clamp(max=len(level_ids) - 1)
-        here = level_ids[order][pos] == target
+        match = target.unsqueeze(1) == level_ids  # [n, codes]: which code of this level each target is
+        here = match.any(1)
         if not here.any():
             continue
         is_sid |= here
-        bias = head.bias[level_ids] if getattr(head, "bias", None) is not None else None
-        logits = torch.nn.functional.linear(hidden[here], head.weight[level_ids], bias)
-        total = total + torch.nn.functional.cross_entropy(logits.float(), order[pos[here]], reduction="sum")
+        logits = token_logits(head, hidden[here], level_ids).float()
+        total = total + torch.nn.functional.cross_entropy(logits, match[here].long().argmax(1), reduction="sum")
     if (~is_sid).any():
         rest = head(hidden[~is_sid]).float()
         total = total + torch.nn.functional.cross_entropy(rest, target[~is_sid], reduction="sum")
@@ -169,6 +167,11 @@ def train_causal_lm(
     sid_table (vocab.sid_token_ids) switches SID targets to the SID-level softmax (TrainConfig.sid_softmax).
     Returns {"history", "best_valid", "train_seconds", "tokens", "steps"}.
     """
+    with training_dropout(model, cfg.dropout):
+        return _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table)
+
+
+def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table) -> dict:
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -219,60 +222,59 @@ def train_causal_lm(
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", leave=False)
     model.train()
-    with training_dropout(model, cfg.dropout):
-        while step < total_steps:
-            order = list(range(len(data)))
-            rng.shuffle(order)
-            chunk = cfg.batch_size * cfg.grad_accum
-            for start in range(0, max(1, len(order) - chunk + 1), chunk):
-                if step >= total_steps:
-                    break
-                set_stage(step < warmup_steps)
-                optim.zero_grad(set_to_none=True)
-                loss_value = 0.0
-                for micro in range(cfg.grad_accum):
-                    idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
-                    if not idx:
-                        continue
-                    input_ids, mask, labels = _batch([data[i] for i in idx], pad, learn_in_prompt)
-                    tokens += int(mask.sum())
-                    with autocast:
-                        loss = completion_loss(model, input_ids, mask, labels, sid_table) / cfg.grad_accum
-                    loss.backward()
-                    loss_value += float(loss.detach())
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optim.step()
-                if step < warmup_steps and old_rows is not None:
-                    with torch.no_grad():  # only the new SID rows move during warm-up (undo decay/momentum)
-                        embed[old_rows] = old_values
-                schedule.step()
-                step += 1
-                smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value
-                bar.update(1)
-                bar.set_postfix(loss=f"{smoothed:.3f}")
-                if step % 10 == 0 or step == total_steps:
-                    history.append({"step": step, "loss": smoothed})
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    torch.save(
-                        {
-                            "model": model.state_dict(),
-                            "optim": optim.state_dict(),
-                            "schedule": schedule.state_dict(),
-                            "step": step,
-                            "history": history,
-                            "best": best,
-                        },
-                        ckpt,
-                    )
-                end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
-                if valid_fn is not None and end_of_epoch:
-                    model.eval()
-                    score = float(valid_fn(model))
-                    model.train()
-                    history.append({"step": step, "valid": score})
-                    log.info("step %d valid %.4f", step, score)
-                    if score > best:
-                        best, best_state = score, copy.deepcopy(model.state_dict())
+    while step < total_steps:
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        chunk = cfg.batch_size * cfg.grad_accum
+        for start in range(0, max(1, len(order) - chunk + 1), chunk):
+            if step >= total_steps:
+                break
+            set_stage(step < warmup_steps)
+            optim.zero_grad(set_to_none=True)
+            loss_value = 0.0
+            for micro in range(cfg.grad_accum):
+                idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
+                if not idx:
+                    continue
+                input_ids, mask, labels = _batch([data[i] for i in idx], pad, learn_in_prompt)
+                tokens += int(mask.sum())
+                with autocast:
+                    loss = completion_loss(model, input_ids, mask, labels, sid_table) / cfg.grad_accum
+                loss.backward()
+                loss_value += float(loss.detach())
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            if step < warmup_steps and old_rows is not None:
+                with torch.no_grad():  # only the new SID rows move during warm-up (undo decay/momentum)
+                    embed[old_rows] = old_values
+            schedule.step()
+            step += 1
+            smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.3f}")
+            if step % 10 == 0 or step == total_steps:
+                history.append({"step": step, "loss": smoothed})
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optim": optim.state_dict(),
+                        "schedule": schedule.state_dict(),
+                        "step": step,
+                        "history": history,
+                        "best": best,
+                    },
+                    ckpt,
+                )
+            end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+            if valid_fn is not None and end_of_epoch:
+                model.eval()
+                score = float(valid_fn(model))
+                model.train()
+                history.append({"step": step, "valid": score})
+                log.info("step %d valid %.4f", step, score)
+                if score > best:
+                    best, best_state = score, copy.deepcopy(model.state_dict())
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -42,6 +42,12 @@ def _embedding_matrices(model) -> list[torch.Tensor]:
     return matrices
 
 
+def token_logits(head, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """Output-layer logits of `token_ids` only ([n, len(token_ids)]): the SID-level softmax needs no other rows."""
+    bias = head.bias[token_ids] if getattr(head, "bias", None) is not None else None
+    return torch.nn.functional.linear(hidden, head.weight[token_ids], bias)
+
+
 def sid_token_ids(tokenizer, sidmap: SidMap) -> torch.Tensor:
     """[n_levels, max_codebook] token id of each (level, code); -1 where a level has fewer codes."""
     table = torch.full((sidmap.n_levels, max(sidmap.codebook_sizes)), -1, dtype=torch.long)

@@ -26,6 +26,7 @@ RUNTIME_MODULES = [
     "components/model/__init__.py",
     "components/model/prompts.py",
     "components/model/backbone_runtime.py",
+    "components/model/vocab.py",
     "components/sids/__init__.py",
     "components/sids/sidmap.py",
 ]

@@ -56,19 +56,16 @@ def refresh_sids(
     """Refresh the map in `old_map_dir` for the current `catalog`; writes the refreshed map to `out_dir`."""
     old_map_dir, out_dir = Path(old_map_dir), Path(out_dir)
     old = SidMap.load(old_map_dir)
+    current = catalog["item_id"].astype(str).tolist()
+    current_set = set(current)
+    new_ids = [i for i in current if i not in old]
+    retired = sorted(i for i in old.item_ids if i not in current_set)
+    keep = [i for i in old.item_ids if i in current_set]
     built_with, wanted = old.meta.get("embedding_config_hash"), embedding_config_hash(cfg)
     if built_with and built_with != wanted:
-        current = set(catalog["item_id"].astype(str))
         reason = f"SID settings changed since the build (embedding config {built_with} -> {wanted})"
         log.info("SID refresh: %s", reason)
-        return RefreshResult(
-            old,
-            [i for i in catalog["item_id"].astype(str) if i not in old],
-            [i for i in old.item_ids if i not in current],
-            {"settings_changed": True},
-            True,
-            [reason],
-        )
+        return RefreshResult(old, new_ids, retired, {"settings_changed": True}, True, [reason])
     quantizer = load_quantizer(old_map_dir)
     with np.load(old_map_dir / "build_state.npz") as state:
         known_ids = state["item_ids"].tolist()
@@ -77,12 +74,6 @@ def refresh_sids(
         build_errors = state["residual_errors"]
         retired_before = set(state["retired"].tolist())
         reserved = {tuple(int(c) for c in row) for row in state["retired_codes"]} if "retired_codes" in state else set()
-
-    current = catalog["item_id"].astype(str).tolist()
-    current_set = set(current)
-    new_ids = [i for i in current if i not in old]
-    retired = sorted(i for i in old.item_ids if i not in current_set)
-    keep = [i for i in old.item_ids if i in current_set]
 
     new_frame = catalog[catalog["item_id"].astype(str).isin(set(new_ids))]
     new_frame = new_frame.set_index(new_frame["item_id"].astype(str)).loc[new_ids].reset_index(drop=True)

@@ -204,9 +204,16 @@ class AirflowClient:
             self._token = r.json()["access_token"]
         return self._token
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(self, method: str, path: str, attempts: int = 4, **kwargs: Any) -> Any:
+        """One /api/v2 call. A 500 "Database error" is retried with backoff: on SQLite (local/CI) a write that
+        meets the scheduler's write fails as "database is locked" and is rolled back whole, so a retry is safe."""
         headers = {"Authorization": f"Bearer {self.token()}"}
-        r = httpx.request(method, f"{self.url}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs)
+        for attempt in range(attempts):
+            r = httpx.request(method, f"{self.url}/api/v2{path}", headers=headers, timeout=self.timeout, **kwargs)
+            if r.status_code == 500 and "Database error" in r.text and attempt < attempts - 1:
+                time.sleep(0.5 * 2**attempt)
+                continue
+            break
         if r.status_code >= 400:
             raise RuntimeError(f"Airflow API {method} {path} -> HTTP {r.status_code}: {r.text[:1000]}")
         return r.json() if r.content else None

@@ -1,11 +1,14 @@
-"""The local Airflow environment: loopback only, one persistent JWT secret, the documented dev settings."""
+"""The local Airflow environment: loopback only, one persistent JWT secret, the documented dev settings, and a
+client that survives SQLite's transient write conflicts."""
 
 from __future__ import annotations
 
 import stat
 
+import httpx
 import pytest
 
+from components.orchestration import local_airflow as la
 from components.orchestration.local_airflow import airflow_environment
 from components.serving.triton_launcher import s3_repository_url
 
@@ -31,3 +34,28 @@ def test_s3_repository_url_puts_the_endpoint_inside():
     )
     with pytest.raises(ValueError, match="not an s3"):
         s3_repository_url("http://127.0.0.1:8333", "/local/repo")
+
+
+def test_client_retries_a_transient_database_error_only(monkeypatch):
+    calls = []
+    replies = iter(
+        [
+            httpx.Response(500, json={"detail": {"reason": "Database error"}}),
+            httpx.Response(500, json={"detail": {"reason": "Database error"}}),
+            httpx.Response(200, json={"dag_run_id": "r1"}),
+            httpx.Response(500, json={"detail": "boom"}),
+        ]
+    )
+
+    def fake_request(method, url, **kwargs):
+        calls.append((method, url))
+        return next(replies)
+
+    monkeypatch.setattr(la.httpx, "request", fake_request)
+    monkeypatch.setattr(la.time, "sleep", lambda s: None)
+    client = la.AirflowClient("http://127.0.0.1:1")
+    client._token = "t"
+    assert client.request("POST", "/dags/d/dagRuns", json={})["dag_run_id"] == "r1" and len(calls) == 3
+    with pytest.raises(RuntimeError, match="HTTP 500"):
+        client.request("GET", "/dags")  # any other server error is not retried
+    assert len(calls) == 4

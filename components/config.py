@@ -108,6 +108,8 @@ class TrainConfig(_Section):
     # torch intra-op threads (0 = torch's default). 1 is fastest on a shared 2-core machine: spinning threads
     # of competing processes made training 10x slower in our measurements.
     torch_threads: int = 0
+    # where training (and the evaluation of its models) runs: "cpu", "cuda", "cuda:N" or "auto" (cuda if present)
+    device: str = "cpu"
 
 
 class EvalConfig(_Section):

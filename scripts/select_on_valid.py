@@ -55,7 +55,7 @@ def main() -> None:
         "best_epoch": curve.index(best) + 1 if curve else None,
         "sample_best_hr10": best[1],
         "train_seconds": round(seconds, 1),
-        "valid": evaluate_model_dir(model_dir, valid, KS, cfg.eval.beam_size, cfg.eval.batch_size),
+        "valid": evaluate_model_dir(model_dir, valid, KS, cfg.eval.beam_size, cfg.eval.batch_size, cfg.train.device),
     }
     (model_dir / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))

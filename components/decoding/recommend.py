@@ -32,10 +32,14 @@ def recommend_items(
 ) -> list[list[tuple[str, float]]]:
     """Top-k (item_id, score) per history: valid SIDs only, unique per row, best first."""
     out: list[list[tuple[str, float]]] = []
+    device = next(model.parameters()).device
+    if trie.leaf_item.device != device:
+        trie.to(device)
     for start in range(0, len(histories), batch_size):
         chunk = histories[start : start + batch_size]
         prompts = [format_history_prompt(h, sidmap, titles) for h in chunk]
         ids, mask = encode_prompts(tokenizer, prompts)
+        ids, mask = ids.to(device), mask.to(device)
         allowed = prefixes[start : start + batch_size] if prefixes is not None else None
         result = constrained_beam_search(model, ids, mask, trie, max(beam_size, k), k, allowed)
         for row_items, row_scores in zip(result.items.tolist(), result.scores.tolist(), strict=True):

@@ -57,10 +57,15 @@ def score_generative(
 
 
 def evaluate_model_dir(
-    model_dir: Path, examples: pd.DataFrame, ks: list[int], beam_size: int, batch_size: int = 16
+    model_dir: Path,
+    examples: pd.DataFrame,
+    ks: list[int],
+    beam_size: int,
+    batch_size: int = 16,
+    device: str = "cpu",
 ) -> dict:
     from components.model.backbone import load_trained
 
-    model, tokenizer, sidmap = load_trained(model_dir)
+    model, tokenizer, sidmap = load_trained(model_dir, device)
     trie = SidTrie.from_sidmap(sidmap, tokenizer)
     return score_generative(model, tokenizer, trie, sidmap, examples, ks, beam_size, batch_size)

@@ -107,7 +107,23 @@ def neutral_generation_config(model) -> None:
     gc.pad_token_id = gc.pad_token_id if gc.pad_token_id is not None else model.config.eos_token_id
 
 
-def load_trained(model_dir: Path):
+def torch_device(name: str = "cpu") -> torch.device:
+    """ "cpu", "cuda[:N]" or "auto" -> a torch.device; on a GPU, fp32 matmuls may use TF32 (training and beams).
+
+    Asking for cuda where there is none is an error, not a silent fall back to a 100x slower CPU run.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} asked for, but torch sees no CUDA GPU")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
+def load_trained(model_dir: Path, device: str = "cpu"):
     """(model, tokenizer, sidmap) from a directory written by components.model.train.train_model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -116,7 +132,7 @@ def load_trained(model_dir: Path):
     model_dir = Path(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().to(torch_device(device))
     neutral_generation_config(model)
     return model, tokenizer, SidMap.load(model_dir / "sid_map")
 

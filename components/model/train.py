@@ -179,6 +179,11 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     torch.manual_seed(cfg.seed)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
+    from components.model.backbone import torch_device
+
+    device = torch_device(cfg.device)
+    model.to(device)
+    sid_table = sid_table.to(device) if sid_table is not None else None
     data = tokenize_pairs(tokenizer, examples, max_length)
     n_batches = math.ceil(len(data) / cfg.batch_size)
     steps_per_epoch = max(1, n_batches // cfg.grad_accum)
@@ -190,7 +195,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     embed = model.get_input_embeddings().weight
     old_rows = None
     if new_token_ids:
-        old_rows = torch.ones(embed.shape[0], dtype=torch.bool)
+        old_rows = torch.ones(embed.shape[0], dtype=torch.bool, device=device)
         old_rows[torch.tensor(new_token_ids)] = False
         old_values = embed.detach()[old_rows].clone()
 
@@ -198,7 +203,9 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
         for name, p in model.named_parameters():
             p.requires_grad_(not warm or "embed_tokens" in name or "lm_head" in name)
 
-    optim = torch.optim.AdamW([p for p in model.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = torch.optim.AdamW(
+        [p for p in model.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda"
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optim,
         lambda s: (
@@ -209,7 +216,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     ckpt = out_dir / "checkpoint.pt"
     step, history, best, best_state = 0, [], -1.0, None
     if ckpt.exists():  # resume
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         schedule.load_state_dict(state["schedule"])
@@ -219,7 +226,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     t0 = time.perf_counter()
     tokens = 0
     smoothed = None
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
     bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", leave=False)
     model.train()
     while step < total_steps:
@@ -236,8 +243,9 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
                 idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
                 if not idx:
                     continue
-                input_ids, mask, labels = _batch([data[i] for i in idx], pad, learn_in_prompt)
-                tokens += int(mask.sum())
+                batch = _batch([data[i] for i in idx], pad, learn_in_prompt)
+                input_ids, mask, labels = (t.to(device, non_blocking=True) for t in batch)
+                tokens += int(batch[1].sum())  # counted on the host copy: no device sync
                 with autocast:
                     loss = completion_loss(model, input_ids, mask, labels, sid_table) / cfg.grad_accum
                 loss.backward()
@@ -289,6 +297,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
         "train_seconds": round(seconds, 1),
         "tokens": tokens,
         "steps": step,
+        "steps_per_epoch": steps_per_epoch,
         "tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
     }
 

@@ -10,7 +10,7 @@ import torch
 from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
-from components.model.backbone import load_backbone, load_trained
+from components.model.backbone import load_backbone, load_trained, torch_device
 from components.model.examples import build_training_texts
 from components.model.prompts import format_history_prompt
 from components.model.train import (
@@ -123,6 +123,7 @@ def test_train_model_writes_a_loadable_model(world, tmp_path):
     assert loaded.version == sidmap.version and len(tokenizer) == model.get_input_embeddings().weight.shape[0]
     info = json.loads((path / "sidrec_model.json").read_text())
     assert info["steps"] == 12 and info["best_valid"] >= 0
+    assert info["steps_per_epoch"] >= 1  # what the benchmark converts the best step into epochs with
 
 
 def test_sid_level_loss_is_cross_entropy_over_the_target_level(world):
@@ -183,3 +184,12 @@ def test_history_loss_labels_the_prompt_sid_tokens_only(world):
     learnt = labels[0][labels[0] != -100].tolist()
     assert (plain[0] != -100).sum() == 3
     assert learnt == [t for t in ids[0, 1:].tolist() if t in set(new_ids)] and len(learnt) == 9
+
+
+def test_device_names_resolve_and_a_missing_gpu_is_an_error():
+    assert torch_device("cpu") == torch.device("cpu")
+    assert torch_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            torch_device("cuda")
+    assert load_config(None).train.device == "cpu"  # CPU unless a deployment asks for a GPU

@@ -1,0 +1,55 @@
+"""The benchmark protocol's choices: which epoch count is retrained, which variant goes to test."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.evaluation.benchmark import best_variant, markdown_table, selected_epochs
+
+
+def _model_dir(tmp_path, history, **info):
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    (tmp_path / "sidrec_model.json").write_text(json.dumps(info))
+    return tmp_path
+
+
+def test_selected_epochs_uses_the_recorded_epoch_length(tmp_path):
+    history = [{"step": 325, "valid": 0.10}, {"step": 650, "valid": 0.12}, {"step": 975, "valid": 0.11}]
+    assert selected_epochs(_model_dir(tmp_path, history, steps=975, steps_per_epoch=325), 3) == 2.0
+
+
+def test_selected_epochs_is_not_fooled_by_a_step_cap(tmp_path):
+    # max_steps stopped a 16-epoch plan after 20 steps: that is 20/325 of an epoch, not 16 epochs
+    history = [{"step": 20, "valid": 0.01}]
+    assert selected_epochs(_model_dir(tmp_path, history, steps=20, steps_per_epoch=325), 16) == 1.0
+
+
+def test_selected_epochs_without_recorded_epoch_length_derives_it(tmp_path):
+    history = [{"step": 100, "valid": 0.2}, {"step": 200, "valid": 0.1}]
+    assert selected_epochs(_model_dir(tmp_path, history, steps=200), 4) == 2.0
+
+
+def _valid(hr, ndcg):
+    return {"valid": {"HR@10": hr, "NDCG@10": ndcg}}
+
+
+def test_best_variant_picks_valid_hr_then_ndcg_and_skips_unfinished():
+    results = {
+        "a": _valid(0.11, 0.08),
+        "b": _valid(0.12, 0.07),
+        "c": _valid(0.12, 0.09),
+        "slow": {"unfinished": True},
+        "broken": {"failed": 1},
+    }
+    assert best_variant(results) == "c"
+    assert best_variant({"slow": {"unfinished": True}}) is None
+
+
+@pytest.mark.parametrize("label", ["CPU train s", "cuda train s"])
+def test_markdown_table_names_where_training_ran(label):
+    row = {f"{m}@{k}": 0.1 for m in ("HR", "NDCG") for k in (3, 5, 10)}
+    table = markdown_table({"test": {"m": row}, "valid": {"m": row}}, time_label=label)
+    assert f"| invalid SIDs | {label} |" in table
+    assert "| m | 0.1000 |" in table

@@ -99,6 +99,9 @@ class TrainConfig(_Section):
     # training-time dropout on the token embeddings, each block's attention and MLP outputs and the attention
     # weights. Llama-style backbones ship without any; a small model on ~10k examples overfits without it.
     dropout: float = 0.0
+    # how new SID token rows start: "mean_noise" (mean of the existing rows + noise) or "codebook" (the code's
+    # RQ centroid, PCA-projected: similar codes start similar; needs the SID map's codebooks/)
+    sid_init: Literal["mean_noise", "codebook"] = "mean_noise"
     # also learn the SID tokens inside the prompt (each history item from the ones before it, as SASRec learns
     # every position), not only the target's: more signal per example at no extra forward cost.
     history_loss: bool = False

@@ -317,7 +317,7 @@ def train_model(
 
     out_dir = Path(out_dir)
     model, tokenizer = load_backbone(cfg.model)
-    new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed)
+    new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
     sid_table = sid_token_ids(tokenizer, sidmap) if cfg.train.sid_softmax else None
     model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
     texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)

@@ -12,8 +12,15 @@ import torch
 from components.sids.sidmap import SidMap
 
 
-def add_sid_tokens(model, tokenizer, sidmap: SidMap, noise_scale: float = 0.5, seed: int = 0) -> list[int]:
-    """Add every SID token to tokenizer + model; returns the new token ids (in sidmap.all_tokens() order)."""
+def add_sid_tokens(
+    model, tokenizer, sidmap: SidMap, noise_scale: float = 0.5, seed: int = 0, init: str = "mean_noise"
+) -> list[int]:
+    """Add every SID token to tokenizer + model; returns the new token ids (in sidmap.all_tokens() order).
+
+    init "mean_noise": rows at the mean of the existing rows plus noise. init "codebook": the noise is replaced by
+    the code's RQ centroid (principal components of its level's codebook), so codes whose items are alike start
+    alike: a prior the output layer (tied to these rows) can use from the first step.
+    """
     tokens = sidmap.all_tokens()
     missing = [t for t in tokens if t not in tokenizer.get_vocab()]
     old_size = len(tokenizer)
@@ -26,12 +33,35 @@ def add_sid_tokens(model, tokenizer, sidmap: SidMap, noise_scale: float = 0.5, s
                 old = matrix[:old_size].float()
                 mean, std = old.mean(0), old.std(0)
                 noise = torch.randn(len(tokenizer) - old_size, old.shape[1], generator=generator)
+                if init == "codebook":
+                    noise = _codebook_directions(sidmap, tokenizer, old_size, old.shape[1], noise)
+                elif init != "mean_noise":
+                    raise ValueError(f"unknown SID token init {init!r} (mean_noise or codebook)")
                 matrix[old_size:] = (mean + noise_scale * std * noise).to(matrix.dtype)
     ids = tokenizer.convert_tokens_to_ids(tokens)
     check = tokenizer(sidmap.sid_of(sidmap.item_ids[0]), add_special_tokens=False)["input_ids"]
     if len(check) != sidmap.n_levels:
         raise RuntimeError(f"a SID must encode to {sidmap.n_levels} tokens, got {check}")
     return ids
+
+
+def _codebook_directions(sidmap: SidMap, tokenizer, old_size: int, width: int, noise) -> torch.Tensor:
+    """Unit-scale rows from each level's centroids (PCA to `width`) per new token, plus a little of the noise so
+    that equal centroids still give distinct rows; dims beyond the centroids' rank get only that little."""
+    if sidmap.codebooks is None:
+        raise ValueError("sid_init 'codebook' needs a SID map loaded from its build directory (codebooks/ missing)")
+    from components.sids.sidmap import sid_token
+
+    rows = 0.1 * noise
+    for level, size in enumerate(sidmap.codebook_sizes):
+        x = torch.as_tensor(sidmap.codebooks[level][:size], dtype=torch.float32)
+        u, s, _ = torch.linalg.svd(x - x.mean(0), full_matrices=False)
+        z = (u * s)[:, :width]
+        z = z / z.std().clamp_min(1e-8)
+        ids = torch.tensor(tokenizer.convert_tokens_to_ids([sid_token(level, c) for c in range(size)])) - old_size
+        keep = ids >= 0  # tokens that already existed keep their trained rows
+        rows[ids[keep], : z.shape[1]] += z[keep]
+    return rows
 
 
 def _embedding_matrices(model) -> list[torch.Tensor]:

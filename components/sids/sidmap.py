@@ -49,6 +49,9 @@ class SidMap:
     codebook_sizes: list[int]  # per level; vocabulary tokens exist for codes 0..size-1
     version: str
     meta: dict = field(default_factory=dict)
+    # per level [codebook_size, dim] centroids of the build (when loaded from a build directory): what a code
+    # means in embedding space, e.g. to initialise its LLM token (TrainConfig.sid_init = "codebook")
+    codebooks: list[np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.codes = np.asarray(self.codes, dtype=np.int64)
@@ -115,4 +118,10 @@ class SidMap:
             codebook_sizes=list(header["codebook_sizes"]),
             version=header["version"],
             meta=header.get("meta", {}),
+            codebooks=_load_codebooks(directory / "codebooks", n_levels),
         )
+
+
+def _load_codebooks(books: Path, n_levels: int) -> list[np.ndarray] | None:
+    files = [books / f"level_{level}.npy" for level in range(n_levels)]
+    return [np.load(f) for f in files] if all(f.exists() for f in files) else None

@@ -23,6 +23,7 @@ from components.model.train import (
 )
 from components.model.vocab import add_sid_tokens, sid_token_ids
 from components.sids.build import build_sids
+from components.sids.sidmap import SidMap
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +194,24 @@ def test_device_names_resolve_and_a_missing_gpu_is_an_error():
         with pytest.raises(RuntimeError, match="no CUDA GPU"):
             torch_device("cuda")
     assert load_config(None).train.device == "cpu"  # CPU unless a deployment asks for a GPU
+
+
+def test_codebook_init_makes_similar_codes_start_similar(world, tmp_path):
+    cfg, catalog, events, _, _ = world
+    build_sids(catalog, events, SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8), tmp_path)
+    sidmap = SidMap.load(tmp_path)
+    model, tokenizer = load_backbone(cfg.model)
+    ids = add_sid_tokens(model, tokenizer, sidmap, init="codebook")
+    level0 = model.get_input_embeddings().weight[ids[:8]].detach()
+    centroids = torch.as_tensor(sidmap.codebooks[0][:8], dtype=torch.float32)
+
+    def similarity(x):
+        x = torch.nn.functional.normalize(x - x.mean(0), dim=1)
+        return (x @ x.T)[torch.triu_indices(8, 8, 1).unbind()]
+
+    assert torch.corrcoef(torch.stack([similarity(level0), similarity(centroids)]))[0, 1] > 0.9
+    assert torch.cdist(level0, level0).fill_diagonal_(1.0).min() > 1e-4
+
+    no_books = SidMap(sidmap.item_ids, sidmap.codes, sidmap.codebook_sizes, sidmap.version)
+    with pytest.raises(ValueError, match="codebooks"):
+        add_sid_tokens(*load_backbone(cfg.model), no_books, init="codebook")

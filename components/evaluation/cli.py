@@ -28,7 +28,9 @@ def model(
     examples = examples.head(limit) if limit else examples
     typer.echo(
         json.dumps(
-            evaluate_model_dir(Path(model_dir), examples, cfg.eval.ks, cfg.eval.beam_size, cfg.eval.batch_size),
+            evaluate_model_dir(
+                Path(model_dir), examples, cfg.eval.ks, cfg.eval.beam_size, cfg.eval.batch_size, cfg.train.device
+            ),
             indent=2,
         )
     )

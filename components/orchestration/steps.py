@@ -175,7 +175,12 @@ def evaluate_and_gate(
     if cfg.eval.max_examples:
         holdout = holdout.sample(n=min(len(holdout), cfg.eval.max_examples), random_state=0)
     ks = cfg.eval.ks
-    scores = {"candidate": evaluate_model_dir(candidate, holdout, ks, cfg.eval.beam_size, cfg.eval.batch_size)}
+    device = cfg.train.device  # the gate scores where the candidate was trained
+
+    def score(model_dir):
+        return evaluate_model_dir(model_dir, holdout, ks, cfg.eval.beam_size, cfg.eval.batch_size, device)
+
+    scores = {"candidate": score(candidate)}
     histories = [list(h) for h in holdout["history"]]
     for baseline in (MostPopular(), LastItemMarkov()):
         baseline.fit(train_ex)
@@ -184,7 +189,7 @@ def evaluate_and_gate(
     if production_version:
         production = store.fetch("model")
         if model_info(production).get("sid_version") == model_info(candidate).get("sid_version"):
-            scores["production"] = evaluate_model_dir(production, holdout, ks, cfg.eval.beam_size, cfg.eval.batch_size)
+            scores["production"] = score(production)
     metric = "NDCG@10"
     bar = max(scores["most-popular"][metric], scores.get("production", {}).get(metric, 0.0))
     promote = scores["candidate"][metric] > bar and scores["candidate"]["invalid_rate"] == 0.0

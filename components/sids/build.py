@@ -175,6 +175,7 @@ def build_sids(
         sizes,
         version,
         {"embedding_config_hash": config_hash, "content_encoder": cfg.content_encoder, "quantizer": cfg.quantizer},
+        codebooks=[np.asarray(c) for c in quantizer.codebooks],
     )
     assert sidmap.n_collisions() == 0
     sidmap.save(out_dir)

@@ -119,6 +119,7 @@ def refresh_sids(
             "refreshed_from": old.version,
             "retired": len(retired_before | set(retired)),
         },
+        codebooks=old.codebooks,  # a refresh keeps the build's codebooks
     )
     assert sidmap.n_collisions() == 0
     prepare_out_dir(out_dir)

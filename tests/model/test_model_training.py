@@ -198,8 +198,12 @@ def test_device_names_resolve_and_a_missing_gpu_is_an_error():
 
 def test_codebook_init_makes_similar_codes_start_similar(world, tmp_path):
     cfg, catalog, events, _, _ = world
-    build_sids(catalog, events, SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8), tmp_path)
+    built = build_sids(catalog, events, SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8), tmp_path)
     sidmap = SidMap.load(tmp_path)
+    assert all(
+        torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+        for a, b in zip(built.codebooks, sidmap.codebooks, strict=True)
+    )
     model, tokenizer = load_backbone(cfg.model)
     ids = add_sid_tokens(model, tokenizer, sidmap, init="codebook")
     level0 = model.get_input_embeddings().weight[ids[:8]].detach()

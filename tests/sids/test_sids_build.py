@@ -73,6 +73,7 @@ def test_refresh_keeps_old_sids_and_reports_drift(data, tmp_path):
         assert new.sid_of(item) == old.sid_of(item)
     assert set(result.new_items) == new_ids and set(result.retired_items) == retired
     assert new.n_collisions() == 0 and len(new) == 395
+    assert all(np.array_equal(a, b) for a, b in zip(new.codebooks, old.codebooks, strict=True))  # same meaning
     retired_sids = {old.codes_of(i) for i in retired}
     assert not retired_sids & {new.codes_of(i) for i in result.new_items}
     assert abs(result.drift["new_item_share"] - 20 / 395) < 1e-9

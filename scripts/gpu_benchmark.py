@@ -16,17 +16,22 @@ import argparse
 import json
 import logging
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from components.config import PROJECT_ROOT, load_config
 from components.data.readers import read_catalog
-from components.evaluation.benchmark import _splits, best_variant, final_test, markdown_table, selected_epochs
+from components.evaluation.benchmark import (
+    _splits,
+    best_variant,
+    final_test,
+    markdown_table,
+    run_variants,
+    selected_epochs,
+)
 from components.sids.build import embedding_config_hash
 from components.sids.sidmap import SidMap
-from components.utils.procs import stop_process
 
 log = logging.getLogger("gpu_benchmark")
 
@@ -39,25 +44,12 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
 
 def run_phase1(args, variants: list[tuple[str, dict]], select_root: Path) -> dict[str, dict]:
-    procs = {}
-    for name, overrides in variants:
-        log_path = select_root / f"{name}.log"
+    def command(name: str, overrides: dict) -> list[str]:
         cmd = [sys.executable, str(PROJECT_ROOT / "scripts" / "select_on_valid.py"), name, json.dumps(overrides)]
         cmd += ["--config", args.config, "--out", str(select_root)]
-        cmd += ["--valid-limit", str(args.valid_limit)] if args.valid_limit else []
-        procs[name] = subprocess.Popen(cmd, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + args.phase1_seconds
-    while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
-        time.sleep(2)
-    results = {}
-    for name, proc in procs.items():
-        if proc.poll() is None:
-            stop_process(proc)
-            results[name] = {"unfinished": True}
-            continue
-        result = select_root / name / "result.json"
-        results[name] = json.loads(result.read_text()) if result.exists() else {"failed": proc.returncode}
-    return results
+        return cmd + (["--valid-limit", str(args.valid_limit)] if args.valid_limit else [])
+
+    return run_variants(variants, command, select_root, args.phase1_seconds)
 
 
 def main() -> None:

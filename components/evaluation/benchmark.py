@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -132,6 +133,40 @@ def selected_epochs(model_dir: Path, planned_epochs: float) -> float:
     best_step = max((h for h in history if "valid" in h), key=lambda h: h["valid"], default={"step": info["steps"]})
     steps_per_epoch = info.get("steps_per_epoch") or max(1, info["steps"] / max(planned_epochs, 1e-9))
     return max(1.0, round(best_step["step"] / steps_per_epoch, 2))
+
+
+def run_variants(
+    variants: list[tuple[str, dict]],
+    command: Callable[[str, dict], list[str]],
+    out_dir: Path,
+    deadline_s: float,
+) -> dict[str, dict]:
+    """Run one process per (name, overrides) at once; each writes out_dir/NAME/result.json (with a "valid" entry).
+
+    Why processes: a small model leaves most of a GPU (or a many-core CPU) idle, so variants share it. A variant
+    still running at the deadline is stopped by PID and reported {"unfinished": True}; one that exits without a
+    result {"failed": returncode}. Logs go to out_dir/NAME.log.
+    """
+    from components.utils.procs import start_process, stop_process
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for name, overrides in variants:
+        (out_dir / f"{name}.log").unlink(missing_ok=True)
+        procs[name] = start_process(command(name, overrides), out_dir / f"{name}.log")  # own group: stoppable
+    deadline = time.monotonic() + deadline_s
+    while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    results: dict[str, dict] = {}
+    for name, proc in procs.items():
+        if proc.poll() is None:
+            stop_process(proc)
+            results[name] = {"unfinished": True}
+            continue
+        result = out_dir / name / "result.json"
+        results[name] = json.loads(result.read_text()) if result.exists() else {"failed": proc.returncode}
+    return results
 
 
 def best_variant(results: dict[str, dict]) -> str | None:

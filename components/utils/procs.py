@@ -41,6 +41,9 @@ def stop_process(proc: subprocess.Popen | int, timeout: float = 15.0) -> None:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
         return
+    if pgid == os.getpgrp():  # started without its own session: signal it alone, never our own group
+        _stop_one(proc, pid, timeout)
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -59,6 +62,20 @@ def stop_process(proc: subprocess.Popen | int, timeout: float = 15.0) -> None:
     # children that outlived the leader
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _stop_one(proc: subprocess.Popen | int, pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (proc.poll() is not None) if isinstance(proc, subprocess.Popen) else not _alive(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    if isinstance(proc, subprocess.Popen):
+        proc.wait(timeout=5)
 
 
 def _alive(pid: int) -> bool:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 
 import pytest
 
-from components.evaluation.benchmark import best_variant, markdown_table, selected_epochs
+from components.evaluation.benchmark import best_variant, markdown_table, run_variants, selected_epochs
 
 
 def _model_dir(tmp_path, history, **info):
@@ -53,3 +55,32 @@ def test_markdown_table_names_where_training_ran(label):
     table = markdown_table({"test": {"m": row}, "valid": {"m": row}}, time_label=label)
     assert f"| invalid SIDs | {label} |" in table
     assert "| m | 0.1000 |" in table
+
+
+def test_run_variants_collects_results_and_stops_a_straggler_by_pid(tmp_path):
+    script = (
+        "import json, pathlib, sys, time\n"
+        "name, cfg = sys.argv[1], json.loads(sys.argv[2])\n"
+        "time.sleep(cfg['sleep'])\n"
+        "if cfg['ok']:\n"
+        "    out = pathlib.Path(sys.argv[3]) / name\n"
+        "    out.mkdir()\n"
+        "    (out / 'result.json').write_text(json.dumps({'valid': {'HR@10': cfg['hr'], 'NDCG@10': 0.0}}))\n"
+        "sys.exit(0 if cfg['ok'] else 3)\n"
+    )
+
+    def command(name, overrides):
+        return [sys.executable, "-c", script, name, json.dumps(overrides), str(tmp_path)]
+
+    variants = [
+        ("good", {"sleep": 0, "ok": True, "hr": 0.2}),
+        ("broken", {"sleep": 0, "ok": False, "hr": 0}),
+        ("slow", {"sleep": 600, "ok": True, "hr": 0.9}),
+    ]
+    t0 = time.monotonic()
+    results = run_variants(variants, command, tmp_path, deadline_s=3)
+    assert time.monotonic() - t0 < 60  # the straggler did not hold the run
+    assert results["good"]["valid"]["HR@10"] == 0.2
+    assert results["broken"] == {"failed": 3}
+    assert results["slow"] == {"unfinished": True}
+    assert best_variant(results) == "good" and (tmp_path / "slow.log").exists()

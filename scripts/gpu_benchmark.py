@@ -70,6 +70,13 @@ def main() -> None:
     sid_dir = select_root / f"sid_map_{embedding_config_hash(cfg.sids)}"
     if args.sid_map and not sid_dir.exists():
         shutil.copytree(args.sid_map, sid_dir)
+    if not (sid_dir / "metrics.json").exists():  # build it once here, not in every variant at the same time
+        from components.data.readers import read_events
+        from components.evaluation.benchmark import train_period_events
+        from components.sids.build import build_sids
+
+        events = train_period_events(read_events(cfg.path(cfg.data.events_uri)))
+        build_sids(read_catalog(cfg.path(cfg.data.catalog_uri)), events, cfg.sids, sid_dir)
     if cfg.model.backbone == "smollm2-135m":  # convert the GGUF once, before the variants race to do it
         from components.model.backbone import smollm2_dir
 

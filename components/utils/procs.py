@@ -35,17 +35,22 @@ def start_process(
 
 
 def stop_process(proc: subprocess.Popen | int, timeout: float = 15.0) -> None:
-    """SIGTERM the process group of `proc` (by PID), then SIGKILL if it has not exited in `timeout` s."""
+    """SIGTERM the process group of `proc` (by PID), then SIGKILL if it has not exited in `timeout` s.
+
+    A process started without its own session shares our group: it is signalled alone, never our own group.
+    """
     pid = proc if isinstance(proc, int) else proc.pid
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
         return
-    if pgid == os.getpgrp():  # started without its own session: signal it alone, never our own group
-        _stop_one(proc, pid, timeout)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
+    own_group = pgid == os.getpgrp()
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig) if own_group else os.killpg(pgid, sig)
+
+    send(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if isinstance(proc, subprocess.Popen):
@@ -55,27 +60,11 @@ def stop_process(proc: subprocess.Popen | int, timeout: float = 15.0) -> None:
             break
         time.sleep(0.1)
     else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+        send(signal.SIGKILL)
         if isinstance(proc, subprocess.Popen):
             proc.wait(timeout=5)
-    # children that outlived the leader
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _stop_one(proc: subprocess.Popen | int, pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (proc.poll() is not None) if isinstance(proc, subprocess.Popen) else not _alive(pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    if isinstance(proc, subprocess.Popen):
-        proc.wait(timeout=5)
+    if not own_group:  # children that outlived the leader
+        send(signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 
 from components.config import Config, TrainConfig
+from components.model.backbone import torch_device
 from components.model.vocab import token_logits
 from components.sids.sidmap import SidMap
 
@@ -179,8 +180,6 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     torch.manual_seed(cfg.seed)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    from components.model.backbone import torch_device
-
     device = torch_device(cfg.device)
     model.to(device)
     sid_table = sid_table.to(device) if sid_table is not None else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from components.sids.sidmap import SidMap
+from components.sids.sidmap import SidMap, sid_token
 
 
 def add_sid_tokens(
@@ -21,22 +21,26 @@ def add_sid_tokens(
     the code's RQ centroid (principal components of its level's codebook), so codes whose items are alike start
     alike: a prior the output layer (tied to these rows) can use from the first step.
     """
+    if init not in ("mean_noise", "codebook"):
+        raise ValueError(f"unknown SID token init {init!r} (mean_noise or codebook)")
+    if init == "codebook" and sidmap.codebooks is None:  # checked before the tokenizer is changed
+        raise ValueError("sid_init 'codebook' needs a SID map loaded from its build directory (codebooks/ missing)")
     tokens = sidmap.all_tokens()
     missing = [t for t in tokens if t not in tokenizer.get_vocab()]
     old_size = len(tokenizer)
     if missing:
         tokenizer.add_tokens(missing, special_tokens=True)
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        width = model.get_input_embeddings().weight.shape[1]
+        directions = _codebook_directions(sidmap, tokenizer, old_size, width) if init == "codebook" else None
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for matrix in _embedding_matrices(model):
                 old = matrix[:old_size].float()
                 mean, std = old.mean(0), old.std(0)
                 noise = torch.randn(len(tokenizer) - old_size, old.shape[1], generator=generator)
-                if init == "codebook":
-                    noise = _codebook_directions(sidmap, tokenizer, old_size, old.shape[1], noise)
-                elif init != "mean_noise":
-                    raise ValueError(f"unknown SID token init {init!r} (mean_noise or codebook)")
+                if directions is not None:
+                    noise = directions + 0.1 * noise  # a little noise: equal centroids still give distinct rows
                 matrix[old_size:] = (mean + noise_scale * std * noise).to(matrix.dtype)
     ids = tokenizer.convert_tokens_to_ids(tokens)
     check = tokenizer(sidmap.sid_of(sidmap.item_ids[0]), add_special_tokens=False)["input_ids"]
@@ -45,22 +49,20 @@ def add_sid_tokens(
     return ids
 
 
-def _codebook_directions(sidmap: SidMap, tokenizer, old_size: int, width: int, noise) -> torch.Tensor:
-    """Unit-scale rows from each level's centroids (PCA to `width`) per new token, plus a little of the noise so
-    that equal centroids still give distinct rows; dims beyond the centroids' rank get only that little."""
-    if sidmap.codebooks is None:
-        raise ValueError("sid_init 'codebook' needs a SID map loaded from its build directory (codebooks/ missing)")
-    from components.sids.sidmap import sid_token
-
-    rows = 0.1 * noise
-    for level, size in enumerate(sidmap.codebook_sizes):
+def _codebook_directions(sidmap: SidMap, tokenizer, old_size: int, width: int) -> torch.Tensor:
+    """[new tokens, width] unit-scale rows from each level's centroids (PCA to `width`); zero for dims beyond the
+    centroids' rank and for the rows of tokens that are not SID tokens."""
+    rows = torch.zeros(len(tokenizer) - old_size, width)
+    for level, (size, level_ids) in enumerate(
+        zip(sidmap.codebook_sizes, sid_token_ids(tokenizer, sidmap), strict=True)
+    ):
         x = torch.as_tensor(sidmap.codebooks[level][:size], dtype=torch.float32)
         u, s, _ = torch.linalg.svd(x - x.mean(0), full_matrices=False)
         z = (u * s)[:, :width]
         z = z / z.std().clamp_min(1e-8)
-        ids = torch.tensor(tokenizer.convert_tokens_to_ids([sid_token(level, c) for c in range(size)])) - old_size
+        ids = level_ids[:size] - old_size
         keep = ids >= 0  # tokens that already existed keep their trained rows
-        rows[ids[keep], : z.shape[1]] += z[keep]
+        rows[ids[keep], : z.shape[1]] = z[keep]
     return rows
 
 
@@ -82,7 +84,5 @@ def sid_token_ids(tokenizer, sidmap: SidMap) -> torch.Tensor:
     """[n_levels, max_codebook] token id of each (level, code); -1 where a level has fewer codes."""
     table = torch.full((sidmap.n_levels, max(sidmap.codebook_sizes)), -1, dtype=torch.long)
     for level, size in enumerate(sidmap.codebook_sizes):
-        from components.sids.sidmap import sid_token
-
         table[level, :size] = torch.tensor(tokenizer.convert_tokens_to_ids([sid_token(level, c) for c in range(size)]))
     return table

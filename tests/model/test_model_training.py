@@ -217,5 +217,8 @@ def test_codebook_init_makes_similar_codes_start_similar(world, tmp_path):
     assert torch.cdist(level0, level0).fill_diagonal_(1.0).min() > 1e-4
 
     no_books = SidMap(sidmap.item_ids, sidmap.codes, sidmap.codebook_sizes, sidmap.version)
+    model, tokenizer = load_backbone(cfg.model)
+    size = len(tokenizer)
     with pytest.raises(ValueError, match="codebooks"):
-        add_sid_tokens(*load_backbone(cfg.model), no_books, init="codebook")
+        add_sid_tokens(model, tokenizer, no_books, init="codebook")
+    assert len(tokenizer) == size  # refused before the vocabulary was touched

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,12 +24,12 @@ from components.data.readers import read_catalog
 from components.evaluation.benchmark import (
     _splits,
     best_variant,
+    cached_sid_map,
     final_test,
     markdown_table,
     run_variants,
     selected_epochs,
 )
-from components.sids.build import embedding_config_hash
 from components.sids.sidmap import SidMap
 
 log = logging.getLogger("gpu_benchmark")
@@ -67,16 +66,7 @@ def main() -> None:
     out = Path(args.out)
     select_root = out / "select"
     select_root.mkdir(parents=True, exist_ok=True)
-    sid_dir = select_root / f"sid_map_{embedding_config_hash(cfg.sids)}"
-    if args.sid_map and not sid_dir.exists():
-        shutil.copytree(args.sid_map, sid_dir)
-    if not (sid_dir / "metrics.json").exists():  # build it once here, not in every variant at the same time
-        from components.data.readers import read_events
-        from components.evaluation.benchmark import train_period_events
-        from components.sids.build import build_sids
-
-        events = train_period_events(read_events(cfg.path(cfg.data.events_uri)))
-        build_sids(read_catalog(cfg.path(cfg.data.catalog_uri)), events, cfg.sids, sid_dir)
+    sid_dir = cached_sid_map(cfg, select_root, args.sid_map)  # once here, not in every variant at the same time
     if cfg.model.backbone == "smollm2-135m":  # convert the GGUF once, before the variants race to do it
         from components.model.backbone import smollm2_dir
 

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 from components.config import PROJECT_ROOT, load_config
-from components.data.readers import read_catalog, read_events
-from components.evaluation.benchmark import KS, _splits, train_period_events
+from components.data.readers import read_catalog
+from components.evaluation.benchmark import KS, _splits, cached_sid_map
 from components.evaluation.evaluate import evaluate_model_dir
 from components.model.train import train_model
-from components.sids.build import build_sids, embedding_config_hash
 from components.sids.sidmap import SidMap
 
 
@@ -39,9 +38,7 @@ def main() -> None:
     root = Path(args.out)
     splits = _splits(cfg)
     catalog = read_catalog(cfg.path(cfg.data.catalog_uri))
-    sid_dir = root / f"sid_map_{embedding_config_hash(cfg.sids)}"  # shared by every run with the same SID settings
-    if not (sid_dir / "metrics.json").exists():
-        build_sids(catalog, train_period_events(read_events(cfg.path(cfg.data.events_uri))), cfg.sids, sid_dir)
+    sid_dir = cached_sid_map(cfg, root)  # shared by every run with the same SID settings
     t0 = time.perf_counter()
     model_dir = train_model(cfg, SidMap.load(sid_dir), catalog, splits["train"], splits["valid"], root / args.name)
     seconds = time.perf_counter() - t0

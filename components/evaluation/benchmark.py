@@ -35,6 +35,26 @@ def train_period_events(events: pd.DataFrame) -> pd.DataFrame:
     return events[events["split"] == "train"] if "split" in events else events
 
 
+def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Path:
+    """root/sid_map_<embedding config hash>: one SID map per SID setting, built from the catalog and the
+    train-period events on first use and shared by every run with those settings (the build is deterministic).
+
+    `prebuilt`: a map built elsewhere with the same settings, copied in instead of building (no encoder needed).
+    """
+    import shutil
+
+    from components.data.readers import read_catalog, read_events
+    from components.sids.build import build_sids, embedding_config_hash
+
+    sid_dir = Path(root) / f"sid_map_{embedding_config_hash(cfg.sids)}"
+    if prebuilt and not sid_dir.exists():
+        shutil.copytree(prebuilt, sid_dir)
+    if not (sid_dir / "metrics.json").exists():
+        events = train_period_events(read_events(cfg.path(cfg.data.events_uri)))
+        build_sids(read_catalog(cfg.path(cfg.data.catalog_uri)), events, cfg.sids, sid_dir)
+    return sid_dir
+
+
 def score_baselines(
     cfg: Config,
     split: str,

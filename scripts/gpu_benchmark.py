@@ -30,7 +30,6 @@ from components.evaluation.benchmark import (
     run_variants,
     selected_epochs,
 )
-from components.sids.sidmap import SidMap
 
 log = logging.getLogger("gpu_benchmark")
 
@@ -66,7 +65,7 @@ def main() -> None:
     out = Path(args.out)
     select_root = out / "select"
     select_root.mkdir(parents=True, exist_ok=True)
-    sid_dir = cached_sid_map(cfg, select_root, args.sid_map)  # once here, not in every variant at the same time
+    cached_sid_map(cfg, select_root, args.sid_map)  # once here, not in every variant at the same time
     if cfg.model.backbone == "smollm2-135m":  # convert the GGUF once, before the variants race to do it
         from components.model.backbone import smollm2_dir
 
@@ -84,7 +83,7 @@ def main() -> None:
         catalog = read_catalog(best_cfg.path(best_cfg.data.catalog_uri))
         epochs = selected_epochs(select_root / best, best_cfg.train.epochs)
         log.info("phase 2: %s, %s epochs on train + valid", best, epochs)
-        final = final_test(best_cfg, SidMap.load(sid_dir), catalog, splits, epochs, out / "model_final")
+        final = final_test(best_cfg, catalog, splits, epochs, out / "model_final")
         name = f"sidrec generative ({best_cfg.model.backbone}, {best}, {best_cfg.train.device})"
         summary.update({"selected": best, "overrides": overrides, **final})
         table = markdown_table(

@@ -6,9 +6,16 @@ import json
 import sys
 import time
 
+import pandas as pd
 import pytest
 
-from components.evaluation.benchmark import best_variant, markdown_table, run_variants, selected_epochs
+from components.evaluation.benchmark import (
+    best_variant,
+    fit_period_events,
+    markdown_table,
+    run_variants,
+    selected_epochs,
+)
 
 
 def _model_dir(tmp_path, history, **info):
@@ -84,3 +91,10 @@ def test_run_variants_collects_results_and_stops_a_straggler_by_pid(tmp_path):
     assert results["broken"] == {"failed": 3}
     assert results["slow"] == {"unfinished": True}
     assert best_variant(results) == "good" and (tmp_path / "slow.log").exists()
+
+
+def test_fit_period_events_hold_out_the_scored_split_and_after():
+    events = pd.DataFrame({"item_id": ["a", "b", "c"], "split": ["train", "valid", "test"]})
+    assert fit_period_events(events, "valid")["item_id"].tolist() == ["a"]
+    assert fit_period_events(events, "test")["item_id"].tolist() == ["a", "b"]
+    assert fit_period_events(events.drop(columns="split"), "test").shape[0] == 3  # no split: all are history

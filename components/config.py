@@ -92,6 +92,8 @@ class TrainConfig(_Section):
     weight_sid_title: float = 0.3
     weight_behaviour: float = 0.3
     include_titles_in_history: bool = False
+    # extra next-item examples with the history cut to its last 1..len-1 items, per next-item example
+    weight_suffix_crops: float = 0.0
     # SID-level softmax: a SID token's loss is normalised over its level's codes only (not the 49k-token
     # vocabulary), the same set constrained decoding chooses from. Decoding of such a model normalises the same
     # way (recorded as config.sid_level_softmax). On CPU it also skips most of the output layer.

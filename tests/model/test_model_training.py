@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 
@@ -222,3 +223,18 @@ def test_codebook_init_makes_similar_codes_start_similar(world, tmp_path):
     with pytest.raises(ValueError, match="codebooks"):
         add_sid_tokens(model, tokenizer, no_books, init="codebook")
     assert len(tokenizer) == size  # refused before the vocabulary was touched
+
+
+def test_suffix_crops_cut_the_history_to_its_last_items(world):
+    cfg, catalog, _, sidmap, _ = world
+    items = sidmap.item_ids[:4]
+    rows = pd.DataFrame({"user_id": ["u"], "history": [items[:3]], "target": [items[3]]})
+    crops_only = cfg.train.model_copy(
+        update={"weight_sid_title": 0.0, "weight_behaviour": 0.0, "weight_suffix_crops": 4.0}
+    )
+    texts = build_training_texts(rows, sidmap, catalog, crops_only)
+    assert len(texts) == 5 and all(c == sidmap.sid_of(items[3]) for _, c in texts)
+    full = format_history_prompt(items[:3], sidmap)
+    suffixes = {format_history_prompt(items[k:3], sidmap) for k in (1, 2)}
+    prompts = [p for p, _ in texts]
+    assert prompts.count(full) == 1 and set(prompts) - {full} <= suffixes and set(prompts) - {full}

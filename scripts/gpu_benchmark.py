@@ -7,6 +7,8 @@ Phase 1 trains every variant on train at once (one process each: a 135M model le
 each picking its epoch on a valid sample and scoring the whole valid split (scripts/select_on_valid.py).
 Phase 2 takes the variant with the best full-valid HR@10, retrains it on train + valid for its selected epochs
 and scores test once. Test plays no part in any choice. Writes summary.json and table.md under --out.
+Phase 2 rebuilds the SIDs from the train- and valid-period events (benchmark.final_test), which needs the
+content encoder or its embedding cache (.cache/sidrec/embeddings: carry it to a machine without the encoder).
 A variant still running at --phase1-seconds is stopped (by PID) and reported as unfinished.
 """
 

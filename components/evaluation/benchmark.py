@@ -32,6 +32,15 @@ def _splits(cfg: Config) -> dict[str, pd.DataFrame]:
     return {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid", "test")}
 
 
+def fit_split(splits: dict[str, pd.DataFrame], scored_split: str) -> pd.DataFrame:
+    """The examples a model scored on `scored_split` is fit on: train for valid, train + valid for test."""
+    if scored_split == "valid":
+        return splits["train"]
+    if scored_split == "test":
+        return pd.concat([splits["train"], splits["valid"]], ignore_index=True)
+    raise ValueError(f"only valid and test are scored, not {scored_split!r}")
+
+
 def train_period_events(events: pd.DataFrame) -> pd.DataFrame:
     """The events SIDs may be built from when valid/test are held out (all of them when there is no split)."""
     return fit_period_events(events, "valid")
@@ -82,7 +91,7 @@ def score_baselines(
     it is not selected twice.
     """
     splits = splits or _splits(cfg)
-    fit = splits["train"] if split == "valid" else pd.concat([splits["train"], splits["valid"]], ignore_index=True)
+    fit = fit_split(splits, split)
     target = splits[split]
     histories = [list(h) for h in target["history"]]
     out = {}
@@ -225,9 +234,7 @@ def final_test(
     events = fit_period_events(read_events(cfg.path(cfg.data.events_uri)), "test")
     sidmap = build_sids(catalog, events, cfg.sids, Path(out_dir).with_name(Path(out_dir).name + "_sid_map"))
     t0 = time.perf_counter()
-    final_dir = train_model(
-        final_cfg, sidmap, catalog, pd.concat([splits["train"], splits["valid"]], ignore_index=True), None, out_dir
-    )
+    final_dir = train_model(final_cfg, sidmap, catalog, fit_split(splits, "test"), None, out_dir)
     seconds = time.perf_counter() - t0
     test = evaluate_model_dir(final_dir, splits["test"], KS, cfg.eval.beam_size, cfg.eval.batch_size, cfg.train.device)
     test["train_seconds"] = round(seconds, 1)

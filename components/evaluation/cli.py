@@ -15,25 +15,40 @@ def model(
     split: str = "valid",
     config: str = typer.Option(None, help="Deployment YAML."),
     limit: int = typer.Option(None, help="Score only the first N rows."),
+    beam_size: int = typer.Option(None, help="Beam width (default: the config's eval.beam_size)."),
+    vs_markov: bool = typer.Option(
+        False, help="Also report which rows the model and the last-item Markov chain (fit as in the benchmark) hit."
+    ),
 ) -> None:
     """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model (constrained beam search)."""
     from pathlib import Path
 
     from components.config import load_config
     from components.data.splits import load_split_examples
+    from components.evaluation.baselines import LastItemMarkov
+    from components.evaluation.benchmark import fit_split
     from components.evaluation.evaluate import evaluate_model_dir
 
     cfg = load_config(config)
     examples = load_split_examples(cfg.path(cfg.data.splits_dir), split)
     examples = examples.head(limit) if limit else examples
-    typer.echo(
-        json.dumps(
-            evaluate_model_dir(
-                Path(model_dir), examples, cfg.eval.ks, cfg.eval.beam_size, cfg.eval.batch_size, cfg.train.device
-            ),
-            indent=2,
-        )
+    markov = None
+    if vs_markov:
+        if split not in ("valid", "test"):
+            raise typer.BadParameter("--vs-markov needs --split valid or test (the Markov chain is fit before it)")
+        fit = {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid") if s != split}
+        markov = LastItemMarkov().fit(fit_split(fit, split))
+        markov = markov.recommend([list(h) for h in examples["history"]], max(cfg.eval.ks))
+    metrics = evaluate_model_dir(
+        Path(model_dir),
+        examples,
+        cfg.eval.ks,
+        beam_size or cfg.eval.beam_size,
+        cfg.eval.batch_size,
+        cfg.train.device,
+        baseline=markov,
     )
+    typer.echo(json.dumps(metrics, indent=2))
 
 
 @app.command("baselines")

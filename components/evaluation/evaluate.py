@@ -9,7 +9,7 @@ import pandas as pd
 
 from components.decoding.recommend import recommend_items
 from components.decoding.trie import SidTrie
-from components.evaluation.metrics import hit_rate_ndcg
+from components.evaluation.metrics import hit_overlap, hit_rate_ndcg
 from components.sids.sidmap import SidMap
 
 
@@ -23,8 +23,10 @@ def score_generative(
     beam_size: int,
     batch_size: int = 16,
     prefixes=None,
+    baseline: list[list[str]] | None = None,
 ) -> dict:
-    """HR/NDCG@ks, the invalid-generation share and the cost per request."""
+    """HR/NDCG@ks, the invalid-generation share and the cost per request; with a baseline's ranked lists for
+    the same rows, also which rows each of them hits (metrics.hit_overlap at the largest k)."""
     k = max(ks)
     t0 = time.perf_counter()
     recs = recommend_items(
@@ -53,6 +55,10 @@ def score_generative(
             "ms_per_request": 1000 * seconds / max(len(examples), 1),
         }
     )
+    if baseline is not None:
+        first_code = {item: int(sidmap.codes_of(item)[0]) for item in sidmap.item_ids}
+        targets = examples["target"].astype(str).tolist()
+        metrics[f"overlap@{k}"] = hit_overlap(ranked, baseline, targets, k, first_code)
     return metrics
 
 
@@ -63,9 +69,10 @@ def evaluate_model_dir(
     beam_size: int,
     batch_size: int = 16,
     device: str = "cpu",
+    baseline: list[list[str]] | None = None,
 ) -> dict:
     from components.model.backbone import load_trained
 
     model, tokenizer, sidmap = load_trained(model_dir, device)
     trie = SidTrie.from_sidmap(sidmap, tokenizer)
-    return score_generative(model, tokenizer, trie, sidmap, examples, ks, beam_size, batch_size)
+    return score_generative(model, tokenizer, trie, sidmap, examples, ks, beam_size, batch_size, baseline=baseline)

@@ -59,3 +59,14 @@ def test_scorer_reports_zero_invalid_and_full_lists(trained):
     m = score_generative(model, tokenizer, trie, sidmap, test, [3, 5, 10], beam_size=10)
     assert m["invalid_rate"] == 0.0 and m["duplicate_rate"] == 0.0 and m["short_lists"] == 0
     assert m["rows"] == len(test) and 0.0 <= m["NDCG@10"] <= m["HR@10"] <= 1.0
+
+
+def test_scorer_compares_hits_with_a_baseline(trained):
+    model, tokenizer, sidmap, test = trained
+    trie = SidTrie.from_sidmap(sidmap, tokenizer)
+    oracle = [[t] for t in test["target"]]  # a baseline that hits every row
+    m = score_generative(model, tokenizer, trie, sidmap, test, [3, 10], beam_size=10, baseline=oracle)
+    overlap = m["overlap@10"]
+    assert overlap["both"] == round(m["HR@10"] * len(test)) and overlap["model_only"] == overlap["neither"] == 0
+    assert overlap["both"] + overlap["baseline_only"] == len(test)
+    assert 0 <= overlap["baseline_only_first_code_missed"] <= overlap["baseline_only"]

@@ -9,7 +9,7 @@ import pytest
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.evaluation.baselines import LastItemMarkov, MostPopular, SASRec
-from components.evaluation.metrics import hit_rate_ndcg
+from components.evaluation.metrics import hit_overlap, hit_rate_ndcg
 
 
 def test_hit_rate_and_ndcg_exact_values():
@@ -33,3 +33,14 @@ def test_sequence_baselines_beat_popularity_on_sequential_data():
     assert markov["HR@10"] > pop["HR@10"] + 0.05
     assert sas["HR@10"] > pop["HR@10"]
     assert all(len(set(r)) == 10 for r in sasrec.recommend(histories[:20], 10))
+
+
+def test_hit_overlap_counts_rows_and_coarse_misses():
+    ranked = [["a", "b"], ["c", "d"], ["x", "y"], ["y", "z"]]
+    baseline = [["a"], ["q"], ["t1"], ["t2"]]
+    targets = ["a", "c", "t1", "t2"]
+    codes = {"a": 0, "b": 0, "c": 1, "d": 1, "x": 2, "y": 3, "z": 3, "t1": 2, "t2": 9}
+    out = hit_overlap(ranked, baseline, targets, 2, codes)
+    assert out == {"both": 1, "model_only": 1, "baseline_only": 2, "neither": 0, "baseline_only_first_code_missed": 1}
+    with pytest.raises(ValueError):
+        hit_overlap(ranked, baseline[:2], targets, 2)

@@ -32,30 +32,27 @@ def _splits(cfg: Config) -> dict[str, pd.DataFrame]:
     return {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid", "test")}
 
 
+def fit_periods(scored_split: str) -> list[str]:
+    """The periods a model scored on `scored_split` is fit on: train for valid, train + valid for test."""
+    periods = {"valid": ["train"], "test": ["train", "valid"]}
+    if scored_split not in periods:
+        raise ValueError(f"only valid and test are scored, not {scored_split!r}")
+    return periods[scored_split]
+
+
 def fit_split(splits: dict[str, pd.DataFrame], scored_split: str) -> pd.DataFrame:
-    """The examples a model scored on `scored_split` is fit on: train for valid, train + valid for test."""
-    if scored_split == "valid":
-        return splits["train"]
-    if scored_split == "test":
-        return pd.concat([splits["train"], splits["valid"]], ignore_index=True)
-    raise ValueError(f"only valid and test are scored, not {scored_split!r}")
-
-
-def train_period_events(events: pd.DataFrame) -> pd.DataFrame:
-    """The events SIDs may be built from when valid/test are held out (all of them when there is no split)."""
-    return fit_period_events(events, "valid")
+    """The examples a model scored on `scored_split` is fit on (fit_periods)."""
+    return pd.concat([splits[p] for p in fit_periods(scored_split)], ignore_index=True)
 
 
 def fit_period_events(events: pd.DataFrame, scored_split: str) -> pd.DataFrame:
-    """The events a model scored on `scored_split` may be fit on: train's for valid, train's + valid's for test.
+    """The events a model scored on `scored_split` may be fit on (fit_periods; all of them without a split).
 
     Why rebuild SIDs for test: an item first bought in the valid period has no collaborative signal in a
     train-only map (its code comes from its text alone), although the test model trains on its purchases.
     """
-    if "split" not in events:
-        return events
-    fit = {"valid": ["train"], "test": ["train", "valid"]}[scored_split]
-    return events[events["split"].isin(fit)]
+    periods = fit_periods(scored_split)
+    return events[events["split"].isin(periods)] if "split" in events else events
 
 
 def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Path:
@@ -73,7 +70,7 @@ def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Pat
     if prebuilt and not sid_dir.exists():
         shutil.copytree(prebuilt, sid_dir)
     if not (sid_dir / "metrics.json").exists():
-        events = train_period_events(read_events(cfg.path(cfg.data.events_uri)))
+        events = fit_period_events(read_events(cfg.path(cfg.data.events_uri)), "valid")
         build_sids(read_catalog(cfg.path(cfg.data.catalog_uri)), events, cfg.sids, sid_dir)
     return sid_dir
 
@@ -128,7 +125,7 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
     splits = _splits(cfg)
     catalog = read_catalog(cfg.path(cfg.data.catalog_uri))
     events = read_events(cfg.path(cfg.data.events_uri))
-    sidmap = build_sids(catalog, train_period_events(events), cfg.sids, out_dir / "sid_map")
+    sidmap = build_sids(catalog, fit_period_events(events, "valid"), cfg.sids, out_dir / "sid_map")
     ids = catalog["item_id"].astype(str).tolist()
     results: dict[str, dict] = {
         "valid": score_baselines(cfg, "valid", splits, ids),

@@ -37,8 +37,8 @@ def model(
         if split not in ("valid", "test"):
             raise typer.BadParameter("--vs-markov needs --split valid or test (the Markov chain is fit before it)")
         fit = {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid") if s != split}
-        markov = LastItemMarkov().fit(fit_split(fit, split))
-        markov = markov.recommend([list(h) for h in examples["history"]], max(cfg.eval.ks))
+        chain = LastItemMarkov().fit(fit_split(fit, split))
+        markov = chain.recommend([list(h) for h in examples["history"]], max(cfg.eval.ks))
     metrics = evaluate_model_dir(
         Path(model_dir),
         examples,

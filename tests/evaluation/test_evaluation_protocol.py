@@ -12,6 +12,7 @@ import pytest
 from components.evaluation.benchmark import (
     best_variant,
     fit_period_events,
+    fit_split,
     markdown_table,
     run_variants,
     selected_epochs,
@@ -98,3 +99,11 @@ def test_fit_period_events_hold_out_the_scored_split_and_after():
     assert fit_period_events(events, "valid")["item_id"].tolist() == ["a"]
     assert fit_period_events(events, "test")["item_id"].tolist() == ["a", "b"]
     assert fit_period_events(events.drop(columns="split"), "test").shape[0] == 3  # no split: all are history
+
+
+def test_fit_split_matches_the_fit_periods():
+    splits = {s: pd.DataFrame({"target": [s]}) for s in ("train", "valid", "test")}
+    assert fit_split(splits, "valid")["target"].tolist() == ["train"]
+    assert fit_split(splits, "test")["target"].tolist() == ["train", "valid"]
+    with pytest.raises(ValueError, match="only valid and test"):
+        fit_split(splits, "train")

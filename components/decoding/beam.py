@@ -10,10 +10,17 @@ are normalised among themselves, and only those rows of the output layer are com
 Runtime completion (OneRec-Think think-ahead): `allowed_prefixes` gives each row the SID prefixes computed
 offline; the prefix tokens are scored in a single forward of all prefixes and only the remaining level(s) are
 decoded.
+
+Ensembles: pass a list of models that share the tokenizer and SID map (e.g. the same recipe trained from
+different seeds). Each keeps its own KV cache; at every SID level the beam is scored by the log of the members'
+mean probability of each code, so one beam search ranks the items the members agree on — seeds of the small
+model hit different rows (README), and averaging their next-code distributions recovers part of the union.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,8 +38,27 @@ class BeamResult:
     items: torch.Tensor  # [B, top_k] item index into trie.item_ids (-1 where invalid)
 
 
-def _base_and_head(model):
-    return model.get_decoder() if hasattr(model, "get_decoder") else model.model, model.get_output_embeddings()
+@dataclass
+class _Member:
+    """One model of the (possibly one-model) ensemble: its decoder, output layer and softmax kind."""
+
+    base: torch.nn.Module
+    head: torch.nn.Module
+    level_softmax: bool
+
+
+def _members(model) -> list[_Member]:
+    models = list(model) if isinstance(model, Sequence) else [model]
+    if not models:
+        raise ValueError("constrained_beam_search needs at least one model")
+    return [
+        _Member(
+            base=m.get_decoder() if hasattr(m, "get_decoder") else m.model,
+            head=m.get_output_embeddings(),
+            level_softmax=bool(getattr(m.config, "sid_level_softmax", False)),
+        )
+        for m in models
+    ]
 
 
 def _forward(base, input_ids, attention_mask, position_ids, cache):
@@ -42,8 +68,13 @@ def _forward(base, input_ids, attention_mask, position_ids, cache):
     return out.last_hidden_state, out.past_key_values
 
 
-def _level_softmax(model) -> bool:
-    return bool(getattr(model.config, "sid_level_softmax", False))
+def _forward_all(members, input_ids, attention_mask, position_ids, caches):
+    """Each member's hidden states and cache for the same tokens (caches: one per member, or None)."""
+    outs = [
+        _forward(m.base, input_ids, attention_mask, position_ids, c)
+        for m, c in zip(members, caches or [None] * len(members), strict=True)
+    ]
+    return [h for h, _ in outs], [c for _, c in outs]
 
 
 def _level_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, level_softmax: bool) -> torch.Tensor:
@@ -56,6 +87,14 @@ def _level_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, level
     return torch.log_softmax(logits, dim=-1)
 
 
+def _members_logprobs(members, hiddens, trie: SidTrie, level: int) -> torch.Tensor:
+    """log of the members' mean p(code | beam); a single model's own log-probs."""
+    logps = [_level_logprobs(m.head, h, trie, level, m.level_softmax) for m, h in zip(members, hiddens, strict=True)]
+    if len(logps) == 1:
+        return logps[0]
+    return torch.logsumexp(torch.stack(logps), dim=0) - math.log(len(logps))
+
+
 @torch.inference_mode()
 def constrained_beam_search(
     model,
@@ -66,17 +105,20 @@ def constrained_beam_search(
     top_k: int,
     allowed_prefixes: list[list[tuple[int, ...]] | None] | None = None,
 ) -> BeamResult:
-    """Top-k valid SIDs per row. Rows with allowed_prefixes complete those prefixes only."""
+    """Top-k valid SIDs per row. Rows with allowed_prefixes complete those prefixes only.
+
+    `model` is one causal LM or a list of them (an ensemble; module docstring)."""
     if top_k > beam_size:
         raise ValueError(f"top_k ({top_k}) must not exceed beam_size ({beam_size})")
     if allowed_prefixes is not None and any(allowed_prefixes):
         return _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_prefixes)
-    base, head = _base_and_head(model)
+    members = _members(model)
     batch = input_ids.shape[0]
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden, cache = _forward(base, input_ids, attention_mask, position_ids, None)
-    hidden = hidden[:, -1]  # [B, H]: level 0 is scored once per row, all beams share the prompt
-    cache.batch_repeat_interleave(beam_size)
+    hiddens, caches = _forward_all(members, input_ids, attention_mask, position_ids, None)
+    hiddens = [h[:, -1] for h in hiddens]  # [B, H]: level 0 is scored once per row, all beams share the prompt
+    for cache in caches:
+        cache.batch_repeat_interleave(beam_size)
     mask = attention_mask.repeat_interleave(beam_size, 0)
     next_pos = position_ids[:, -1:].repeat_interleave(beam_size, 0) + 1
     dev = input_ids.device
@@ -84,20 +126,16 @@ def constrained_beam_search(
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at level 0
     nodes = torch.zeros((batch, beam_size), dtype=torch.long, device=dev)
     codes = torch.zeros((batch, beam_size, 0), dtype=torch.long, device=dev)
-    return _decode_levels(
-        base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, 0, top_k, _level_softmax(model)
-    )
+    return _decode_levels(members, trie, hiddens, caches, mask, next_pos, scores, nodes, codes, 0, top_k)
 
 
-def _decode_levels(
-    base, head, trie, hidden, cache, mask, next_pos, scores, nodes, codes, start_level, top_k, level_softmax
-):
+def _decode_levels(members, trie, hiddens, caches, mask, next_pos, scores, nodes, codes, start_level, top_k):
     batch, beams = scores.shape
     n_levels = trie.n_levels
     for level in range(start_level, n_levels):
         width = trie.level_token_ids.shape[1]
         # hidden is [B*beams, H], or [B, H] right after the prompt (identical beams): broadcast over the beams
-        logp = _level_logprobs(head, hidden, trie, level, level_softmax).view(batch, -1, width)
+        logp = _members_logprobs(members, hiddens, trie, level).view(batch, -1, width)
         logp = logp.expand(batch, beams, width)
         allowed = trie.allowed[level][nodes.clamp(min=0)] & (nodes >= 0).unsqueeze(-1)
         cand = torch.where(allowed, scores.unsqueeze(-1) + logp, torch.full_like(logp, NEG_INF))
@@ -111,13 +149,14 @@ def _decode_levels(
         )
         if level < n_levels - 1:  # feed the chosen tokens for the next level
             order = (parent + torch.arange(batch, device=parent.device).unsqueeze(1) * beams).view(-1)
-            cache.reorder_cache(order)
+            for cache in caches:
+                cache.reorder_cache(order)
             ones = torch.ones((order.numel(), 1), dtype=mask.dtype, device=mask.device)
             mask = torch.cat([mask[order], ones], dim=-1)
             next_pos = next_pos[order]
             tokens = trie.level_token_ids[level][code].view(-1, 1)
-            hidden, cache = _forward(base, tokens, mask, next_pos, cache)
-            hidden = hidden[:, -1]
+            hiddens, caches = _forward_all(members, tokens, mask, next_pos, caches)
+            hiddens = [h[:, -1] for h in hiddens]
             next_pos = next_pos + 1
     items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], -1)
     codes = torch.where(nodes.unsqueeze(-1) >= 0, codes, -1)
@@ -157,7 +196,7 @@ def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_
 
 @torch.inference_mode()
 def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, depth) -> BeamResult:
-    base, head = _base_and_head(model)
+    members = _members(model)
     batch = input_ids.shape[0]
     valid_prefixes = [
         [p for p in dict.fromkeys(tuple(int(c) for c in p) for p in ps) if trie.node_of(p) is not None]
@@ -165,10 +204,10 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
     ]
     n_pref = max(1, max(len(ps) for ps in valid_prefixes))
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden, cache = _forward(base, input_ids, attention_mask, position_ids, None)
-    level_softmax = _level_softmax(model)
-    first = _level_logprobs(head, hidden[:, -1], trie, 0, level_softmax)  # [B, K]
-    cache.batch_repeat_interleave(n_pref)
+    hiddens, caches = _forward_all(members, input_ids, attention_mask, position_ids, None)
+    first = _members_logprobs(members, [h[:, -1] for h in hiddens], trie, 0)  # [B, K]
+    for cache in caches:
+        cache.batch_repeat_interleave(n_pref)
     dev = input_ids.device
     prefix_codes = torch.zeros((batch, n_pref, depth), dtype=torch.long, device=dev)
     present = torch.zeros((batch, n_pref), dtype=torch.bool, device=dev)
@@ -182,10 +221,11 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
         dim=-1,
     )
     pos = position_ids[:, -1:].repeat_interleave(n_pref, 0) + 1 + torch.arange(depth).unsqueeze(0)
-    step_hidden, cache = _forward(base, tokens.view(batch * n_pref, depth), mask, pos, cache)
+    step_hiddens, caches = _forward_all(members, tokens.view(batch * n_pref, depth), mask, pos, caches)
     scores = first.gather(1, prefix_codes[..., 0])  # log p(level 0 code)
     for level in range(1, depth):
-        logp = _level_logprobs(head, step_hidden[:, level - 1], trie, level, level_softmax).view(batch, n_pref, -1)
+        level_hiddens = [h[:, level - 1] for h in step_hiddens]
+        logp = _members_logprobs(members, level_hiddens, trie, level).view(batch, n_pref, -1)
         scores = scores + logp.gather(2, prefix_codes[..., level : level + 1]).squeeze(-1)
     scores = torch.where(present, scores, torch.full_like(scores, NEG_INF))
     nodes = torch.tensor(
@@ -197,11 +237,10 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
     )
     next_pos = pos[:, -1:] + 1
     return _decode_levels(
-        base,
-        head,
+        members,
         trie,
-        step_hidden[:, -1],
-        cache,
+        [h[:, -1] for h in step_hiddens],
+        caches,
         mask,
         next_pos,
         scores,
@@ -209,5 +248,4 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
         prefix_codes.clone(),
         depth,
         top_k,
-        level_softmax,
     )

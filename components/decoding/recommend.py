@@ -30,9 +30,11 @@ def recommend_items(
     batch_size: int = 16,
     titles: dict[str, str] | None = None,
 ) -> list[list[tuple[str, float]]]:
-    """Top-k (item_id, score) per history: valid SIDs only, unique per row, best first."""
+    """Top-k (item_id, score) per history: valid SIDs only, unique per row, best first.
+
+    `model` is one model or a list of models sharing the tokenizer and SID map (an ensemble, decoding.beam)."""
     out: list[list[tuple[str, float]]] = []
-    device = next(model.parameters()).device
+    device = next((model[0] if isinstance(model, list | tuple) else model).parameters()).device
     if trie.leaf_item.device != device:
         trie.to(device)
     for start in range(0, len(histories), batch_size):

@@ -11,7 +11,7 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("model")
 def model(
-    model_dir: str,
+    model_dirs: list[str] = typer.Argument(..., help="A trained model, or several (same SID map) decoded together."),
     split: str = "valid",
     config: str = typer.Option(None, help="Deployment YAML."),
     limit: int = typer.Option(None, help="Score only the first N rows."),
@@ -20,7 +20,7 @@ def model(
         False, help="Also report which rows the model and the last-item Markov chain (fit as in the benchmark) hit."
     ),
 ) -> None:
-    """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model (constrained beam search)."""
+    """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model, or of a seed ensemble (constrained beam search)."""
     from pathlib import Path
 
     from components.config import load_config
@@ -39,8 +39,9 @@ def model(
         fit = {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid") if s != split}
         chain = LastItemMarkov().fit(fit_split(fit, split))
         markov = chain.recommend([list(h) for h in examples["history"]], max(cfg.eval.ks))
+    dirs = [Path(d) for d in model_dirs]
     metrics = evaluate_model_dir(
-        Path(model_dir),
+        dirs if len(dirs) > 1 else dirs[0],
         examples,
         cfg.eval.ks,
         beam_size or cfg.eval.beam_size,

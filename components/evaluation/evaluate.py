@@ -13,7 +13,7 @@ from components.evaluation.metrics import hit_overlap, hit_rate_ndcg
 from components.sids.sidmap import SidMap
 
 
-def score_generative(
+def decode_and_score(
     model,
     tokenizer,
     trie: SidTrie,
@@ -24,10 +24,15 @@ def score_generative(
     batch_size: int = 16,
     prefixes=None,
     baseline: list[list[str]] | None = None,
-) -> dict:
-    """HR/NDCG@ks, the invalid-generation share and the cost per request; with a baseline's ranked lists for
-    the same rows, also which rows each of them hits (metrics.hit_overlap at the largest k)."""
+    candidates: int | None = None,
+) -> tuple[dict, list[list[tuple[str, float]]]]:
+    """HR/NDCG@ks, the invalid-generation share and the cost per request, and each row's `candidates` best items
+    (default: the beam) with their log-probs, for re-ranking such as evaluation.blend. The metrics read only the
+    first max(ks) items, the same whatever the candidate count (the beam's final top-k is sorted). With a
+    baseline's ranked lists for the same rows, also which rows each of them hits (metrics.hit_overlap at the
+    largest k)."""
     k = max(ks)
+    width = max(candidates or beam_size, k)
     t0 = time.perf_counter()
     recs = recommend_items(
         model,
@@ -35,13 +40,13 @@ def score_generative(
         trie,
         sidmap,
         [list(h) for h in examples["history"]],
-        k,
-        max(beam_size, k),
+        width,
+        max(beam_size, width),
         prefixes,
         batch_size,
     )
     seconds = time.perf_counter() - t0
-    ranked = [[item for item, _ in row] for row in recs]
+    ranked = [[item for item, _ in row][:k] for row in recs]
     returned = sum(len(r) for r in ranked)
     invalid = sum(1 for row in ranked for item in row if item not in sidmap)
     duplicates = sum(len(row) - len(set(row)) for row in ranked)
@@ -59,11 +64,11 @@ def score_generative(
         first_code = {item: int(sidmap.codes_of(item)[0]) for item in sidmap.item_ids}
         targets = examples["target"].astype(str).tolist()
         metrics[f"overlap@{k}"] = hit_overlap(ranked, baseline, targets, k, first_code)
-    return metrics
+    return metrics, recs
 
 
 def evaluate_model_dir(
-    model_dir: Path,
+    model_dir: Path | list[Path],
     examples: pd.DataFrame,
     ks: list[int],
     beam_size: int,
@@ -71,8 +76,16 @@ def evaluate_model_dir(
     device: str = "cpu",
     baseline: list[list[str]] | None = None,
 ) -> dict:
-    from components.model.backbone import load_trained
+    """Score one trained model, or an ensemble of them decoded together when given a list of directories."""
+    model, tokenizer, trie, sidmap = load_for_decoding(
+        model_dir if isinstance(model_dir, list) else [model_dir], device
+    )
+    return decode_and_score(model, tokenizer, trie, sidmap, examples, ks, beam_size, batch_size, baseline=baseline)[0]
 
-    model, tokenizer, sidmap = load_trained(model_dir, device)
-    trie = SidTrie.from_sidmap(sidmap, tokenizer)
-    return score_generative(model, tokenizer, trie, sidmap, examples, ks, beam_size, batch_size, baseline=baseline)
+
+def load_for_decoding(model_dirs: list[Path], device: str = "cpu"):
+    """(model or list of models, tokenizer, trie, sidmap) of one trained model or an ensemble (load_ensemble)."""
+    from components.model.backbone import load_ensemble
+
+    models, tokenizer, sidmap = load_ensemble(list(model_dirs), device)
+    return (models if len(models) > 1 else models[0]), tokenizer, SidTrie.from_sidmap(sidmap, tokenizer), sidmap

@@ -137,6 +137,29 @@ def load_trained(model_dir: Path, device: str = "cpu"):
     return model, tokenizer, SidMap.load(model_dir / "sid_map")
 
 
+def load_ensemble(model_dirs: list[Path], device: str = "cpu"):
+    """([model, ...], tokenizer, sidmap) for models that decode together (decoding.beam ensembles).
+
+    Members must share the SID map version and the SID tokens' vocabulary ids, else averaging their next-code
+    distributions would mix different items: a mismatch is an error naming both directories.
+    """
+    if not model_dirs:
+        raise ValueError("an ensemble needs at least one model directory")
+    models, first = [], None
+    for model_dir in model_dirs:
+        model, tokenizer, sidmap = load_trained(model_dir, device)
+        sid_ids = tokenizer.convert_tokens_to_ids(sidmap.all_tokens())
+        if first is None:
+            first = (model_dir, tokenizer, sidmap, sid_ids)
+        elif sidmap.version != first[2].version or sid_ids != first[3] or len(tokenizer) != len(first[1]):
+            raise ValueError(
+                f"{model_dir} cannot decode with {first[0]}: SID map {sidmap.version} vs {first[2].version}, "
+                f"vocabulary {len(tokenizer)} vs {len(first[1])} tokens"
+            )
+        models.append(model)
+    return models, first[1], first[2]
+
+
 def model_info(model_dir: Path) -> dict:
     path = Path(model_dir) / "sidrec_model.json"
     return json.loads(path.read_text()) if path.exists() else {}

@@ -325,7 +325,7 @@ def train_model(
     valid_fn = None
     if valid_examples is not None and len(valid_examples):
         from components.decoding.trie import SidTrie
-        from components.evaluation.evaluate import score_generative
+        from components.evaluation.evaluate import decode_and_score
 
         trie = SidTrie.from_sidmap(sidmap, tokenizer)
         sample = valid_examples.sample(
@@ -333,9 +333,9 @@ def train_model(
         )
 
         def valid_fn(m):
-            return score_generative(m, tokenizer, trie, sidmap, sample, [10], cfg.eval.beam_size, cfg.eval.batch_size)[
-                "HR@10"
-            ]
+            return decode_and_score(m, tokenizer, trie, sidmap, sample, [10], cfg.eval.beam_size, cfg.eval.batch_size)[
+                0
+            ]["HR@10"]
 
     stats = train_causal_lm(
         model, tokenizer, texts, cfg.train, out_dir / "work", valid_fn, new_ids, cfg.model.max_length, sid_table
@@ -348,6 +348,7 @@ def train_model(
     sidmap.save(tmp / "sid_map")
     info = {
         "backbone": cfg.model.backbone,
+        "model": cfg.model.model_dump(),
         "sid_version": sidmap.version,
         "examples": len(texts),
         "train": cfg.train.model_dump(),

@@ -5,7 +5,9 @@ train + valid. The SID map is part of the fit: the model scored on valid uses SI
 the train-period events, the one scored on test SIDs rebuilt from the train- and valid-period events (as
 Markov and SASRec see valid's transitions), so the scored split's interactions never reach the item codes.
 The generative model's epoch count is chosen on valid, then it is retrained on train + valid for that many
-epochs and scored on test.
+epochs and scored on test. With eval.ensemble_size N > 1, N - 1 more seeds are trained for the selected epoch
+count at both stages and the N models are also scored decoded together. A finished model directory with the
+same settings is reused, so a rerun of the same command resumes instead of retraining.
 """
 
 from __future__ import annotations
@@ -134,10 +136,20 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
     name = f"sidrec generative ({cfg.model.backbone})"
     generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir)
     results["valid"][name], results["test"][name] = generative["valid"], generative["test"]
+    if "test_ensemble" in generative:
+        ens_name = f"sidrec generative ({cfg.model.backbone}, {cfg.eval.ensemble_size} seeds decoded together)"
+        results["valid"][ens_name] = generative["valid_ensemble"]
+        results["test"][ens_name] = generative["test_ensemble"]
+        name = ens_name
+    if "test_blend" in generative:
+        blend_name = f"{name} + last-item transitions (weight {generative['blend_weight']} chosen on valid)"
+        results["valid"][blend_name] = generative["valid_blend"]
+        results["test"][blend_name] = generative["test_blend"]
     results["meta"] = {
         "sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
         "sid_map_test": json.loads((out_dir / "model_final_sid_map" / "metrics.json").read_text()),
         "selected_epochs": generative["selected_epochs"],
+        "blend_weights_on_valid": generative.get("blend_weights_on_valid"),
         "config": cfg.model_dump(),
     }
     (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
@@ -147,24 +159,125 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
     return results
 
 
+def train_or_reuse(
+    cfg: Config,
+    sidmap,
+    catalog: pd.DataFrame,
+    train_examples: pd.DataFrame,
+    valid_examples: pd.DataFrame | None,
+    out_dir: Path,
+) -> Path:
+    """train_model, unless out_dir already holds a finished model of the same backbone, model and train settings
+    on the same SID map version (train_model publishes a directory only once training is done).
+
+    Why: an ensemble benchmark trains many models for an hour or more; rerunning the command after a crash or
+    after raising ensemble_size keeps the finished ones. A directory written before the model settings were
+    recorded is matched on the other fields.
+    """
+    from components.model.backbone import model_info
+    from components.model.train import train_model
+
+    info = model_info(out_dir)
+    same = (
+        info.get("backbone") == cfg.model.backbone
+        and info.get("sid_version") == sidmap.version
+        and info.get("model", cfg.model.model_dump()) == cfg.model.model_dump()
+        and info.get("train") == json.loads(json.dumps(cfg.train.model_dump(), default=str))
+    )
+    if same:
+        log.info("reusing the finished model in %s", out_dir)
+        return Path(out_dir)
+    return train_model(cfg, sidmap, catalog, train_examples, valid_examples, out_dir)
+
+
+def ensemble_members(cfg: Config, epochs: float, first_dir: Path) -> list[tuple[Config, Path]]:
+    """(config, directory) of each ensemble model after the first: seeds seed+1 .. seed+N-1, the selected epoch
+    count, in <first_dir>_seed<seed>."""
+    first_dir = Path(first_dir)
+    return [
+        (
+            cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs, "seed": seed})}),
+            first_dir.with_name(f"{first_dir.name}_seed{seed}"),
+        )
+        for seed in range(cfg.train.seed + 1, cfg.train.seed + cfg.eval.ensemble_size)
+    ]
+
+
+def _train_seconds(model_dirs: list[Path]) -> float:
+    from components.model.backbone import model_info
+
+    return round(sum(float(model_info(d).get("train_seconds", 0.0)) for d in model_dirs), 1)
+
+
+def _score(cfg: Config, model_dirs: list[Path], examples: pd.DataFrame) -> tuple[dict, list]:
+    """One model, or the models decoded together, on examples: metrics (CPU train s = their training loops'
+    seconds) and each row's beam candidates with log-probs (for the transition blend)."""
+    from components.evaluation.evaluate import decode_and_score, load_for_decoding
+
+    model, tokenizer, trie, sidmap = load_for_decoding(model_dirs, cfg.train.device)
+    metrics, candidates = decode_and_score(
+        model,
+        tokenizer,
+        trie,
+        sidmap,
+        examples,
+        KS,
+        cfg.eval.beam_size,
+        cfg.eval.batch_size,
+        candidates=cfg.eval.beam_size,
+    )
+    return {**metrics, "train_seconds": _train_seconds(model_dirs), "models": len(model_dirs)}, candidates
+
+
 def benchmark_generative(
     cfg: Config, sidmap, catalog: pd.DataFrame, splits: dict[str, pd.DataFrame], out_dir: Path
 ) -> dict:
     """The generative model under the benchmark protocol: epochs picked on valid, retrained on train + valid, test.
 
-    Returns {"valid": metrics of the train-only model, "test": metrics of the retrained one, "selected_epochs"}.
+    Returns {"valid": metrics of the train-only model, "test": metrics of the retrained one, "selected_epochs"},
+    plus "valid_ensemble" / "test_ensemble" for eval.ensemble_size > 1 and "valid_blend" / "test_blend" /
+    "blend_weight" for eval.blend_transitions (the blend starts from the ensemble when there is one).
     """
-    from components.evaluation.evaluate import evaluate_model_dir
-    from components.model.train import train_model
-
-    t0 = time.perf_counter()
-    model_dir = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], out_dir / "model_train")
-    valid = {
-        **evaluate_model_dir(model_dir, splits["valid"], KS, cfg.eval.beam_size, cfg.eval.batch_size, cfg.train.device),
-        "train_seconds": round(time.perf_counter() - t0, 1),
-    }
+    model_dir = train_or_reuse(cfg, sidmap, catalog, splits["train"], splits["valid"], out_dir / "model_train")
+    out: dict = {}
+    out["valid"], candidates = _score(cfg, [model_dir], splits["valid"])
     epochs = selected_epochs(model_dir, cfg.train.epochs)
-    return {"valid": valid, **final_test(cfg, catalog, splits, epochs, out_dir / "model_final")}
+    members = [
+        train_or_reuse(member_cfg, sidmap, catalog, splits["train"], None, member_dir)
+        for member_cfg, member_dir in ensemble_members(cfg, epochs, model_dir)
+    ]
+    if members:
+        out["valid_ensemble"], candidates = _score(cfg, [model_dir, *members], splits["valid"])
+    out.update(final_test(cfg, catalog, splits, epochs, out_dir / "model_final", keep_candidates=True))
+    test_candidates = out.pop("test_candidates")
+    if cfg.eval.blend_transitions:
+        out.update(blend_rows(splits, candidates, test_candidates))
+        train_seconds = out.get("test_ensemble", out["test"])["train_seconds"]
+        out["valid_blend"]["train_seconds"] = out.get("valid_ensemble", out["valid"])["train_seconds"]
+        out["test_blend"]["train_seconds"] = train_seconds
+    return out
+
+
+def blend_rows(splits: dict[str, pd.DataFrame], valid_candidates: list, test_candidates: list) -> dict:
+    """The generative candidates blended with last-item transitions (evaluation.blend): the weight is chosen on
+    valid with the chain fit on train, then test is blended with the chain refit on train + valid, as the Markov
+    row is. Returns {"valid_blend", "test_blend", "blend_weight"}."""
+    from components.evaluation.blend import blend_with_transitions, select_blend_weight
+
+    k = max(KS)
+    out: dict = {}
+    alpha = None
+    for split, candidates in (("valid", valid_candidates), ("test", test_candidates)):
+        chain = LastItemMarkov().fit(fit_split(splits, split))
+        histories = [list(h) for h in splits[split]["history"]]
+        targets = splits[split]["target"].astype(str).tolist()
+        if alpha is None:
+            alpha, by_weight = select_blend_weight(candidates, histories, targets, chain, k)
+            out["blend_weights_on_valid"] = {str(a): m for a, m in by_weight.items()}
+        ranked = blend_with_transitions(candidates, histories, chain, alpha, k)
+        out[f"{split}_blend"] = {**hit_rate_ndcg(ranked, targets, KS), "invalid_rate": 0.0, "blend_weight": alpha}
+    out["blend_weight"] = alpha
+    return out
 
 
 def selected_epochs(model_dir: Path, planned_epochs: float) -> float:
@@ -217,25 +330,37 @@ def best_variant(results: dict[str, dict]) -> str | None:
 
 
 def final_test(
-    cfg: Config, catalog: pd.DataFrame, splits: dict[str, pd.DataFrame], epochs: float, out_dir: Path
+    cfg: Config,
+    catalog: pd.DataFrame,
+    splits: dict[str, pd.DataFrame],
+    epochs: float,
+    out_dir: Path,
+    keep_candidates: bool = False,
 ) -> dict:
     """Rebuild the SIDs on train + valid events, retrain on train + valid for the selected epochs (nothing is
-    picked on test) and score test once. The map goes to out_dir/../<out_dir name>_sid_map.
+    picked on test) and score test once; the same for the ensemble with eval.ensemble_size > 1
+    ("test_ensemble"). The map goes to out_dir/../<out_dir name>_sid_map. With keep_candidates, "test_candidates"
+    holds the beam candidates of the last scored model (the ensemble when there is one).
     """
     from components.data.readers import read_events
-    from components.evaluation.evaluate import evaluate_model_dir
-    from components.model.train import train_model
     from components.sids.build import build_sids
 
     final_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs})})
     events = fit_period_events(read_events(cfg.path(cfg.data.events_uri)), "test")
     sidmap = build_sids(catalog, events, cfg.sids, Path(out_dir).with_name(Path(out_dir).name + "_sid_map"))
-    t0 = time.perf_counter()
-    final_dir = train_model(final_cfg, sidmap, catalog, fit_split(splits, "test"), None, out_dir)
-    seconds = time.perf_counter() - t0
-    test = evaluate_model_dir(final_dir, splits["test"], KS, cfg.eval.beam_size, cfg.eval.batch_size, cfg.train.device)
-    test["train_seconds"] = round(seconds, 1)
-    return {"test": test, "selected_epochs": epochs, "sid_version": sidmap.version}
+    fit = fit_split(splits, "test")
+    final_dir = train_or_reuse(final_cfg, sidmap, catalog, fit, None, out_dir)
+    out: dict = {"selected_epochs": epochs, "sid_version": sidmap.version}
+    out["test"], candidates = _score(cfg, [final_dir], splits["test"])
+    members = [
+        train_or_reuse(member_cfg, sidmap, catalog, fit, None, member_dir)
+        for member_cfg, member_dir in ensemble_members(final_cfg, epochs, final_dir)
+    ]
+    if members:
+        out["test_ensemble"], candidates = _score(cfg, [final_dir, *members], splits["test"])
+    if keep_candidates:
+        out["test_candidates"] = candidates
+    return out
 
 
 def markdown_table(results: dict, time_label: str = "CPU train s") -> str:

@@ -11,11 +11,13 @@ import pytest
 
 from components.evaluation.benchmark import (
     best_variant,
+    ensemble_members,
     fit_period_events,
     fit_split,
     markdown_table,
     run_variants,
     selected_epochs,
+    train_or_reuse,
 )
 
 
@@ -107,3 +109,59 @@ def test_fit_split_matches_the_fit_periods():
     assert fit_split(splits, "test")["target"].tolist() == ["train", "valid"]
     with pytest.raises(ValueError, match="only valid and test"):
         fit_split(splits, "train")
+
+
+def _cfg(**eval_overrides):
+    from components.config import Config
+
+    cfg = Config()
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update=eval_overrides)})
+
+
+def test_ensemble_members_are_the_next_seeds_at_the_selected_epochs(tmp_path):
+    cfg = _cfg(ensemble_size=3)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 5, "epochs": 16})})
+    members = ensemble_members(cfg, 11.0, tmp_path / "model_train")
+    assert [(c.train.seed, c.train.epochs, d.name) for c, d in members] == [
+        (6, 11.0, "model_train_seed6"),
+        (7, 11.0, "model_train_seed7"),
+    ]
+    assert members[0][0].train.lr == cfg.train.lr and cfg.train.epochs == 16  # nothing else changes
+    assert ensemble_members(_cfg(), 11.0, tmp_path / "m") == []  # ensemble_size 1: the single model only
+
+
+class _SidMap:
+    version = "sid-a"
+
+
+def test_train_or_reuse_keeps_a_finished_model_of_the_same_settings_only(tmp_path, monkeypatch):
+    import components.model.train as train_module
+
+    calls = []
+
+    def fake_train(cfg, sidmap, catalog, train, valid, out_dir):
+        calls.append(cfg.train.seed)
+        out_dir.mkdir(exist_ok=True)
+        info = {
+            "backbone": cfg.model.backbone,
+            "model": cfg.model.model_dump(),
+            "sid_version": sidmap.version,
+            "train": json.loads(json.dumps(cfg.train.model_dump(), default=str)),
+        }
+        (out_dir / "sidrec_model.json").write_text(json.dumps(info))
+        return out_dir
+
+    monkeypatch.setattr(train_module, "train_model", fake_train)
+    cfg, out = _cfg(), tmp_path / "model"
+    assert train_or_reuse(cfg, _SidMap(), None, None, None, out) == out and calls == [0]
+    train_or_reuse(cfg, _SidMap(), None, None, None, out)
+    assert calls == [0]  # same settings, same SID map: reused
+    seed1 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 1})})
+    train_or_reuse(seed1, _SidMap(), None, None, None, out)
+    assert calls == [0, 1]  # other train settings: retrained
+    other_map = type("M", (), {"version": "sid-b"})()
+    train_or_reuse(seed1, other_map, None, None, None, out)
+    assert calls == [0, 1, 1]  # other SID map: retrained
+    wider = seed1.model_copy(update={"model": seed1.model.model_copy(update={"tiny_hidden_size": 64})})
+    train_or_reuse(wider, other_map, None, None, None, out)
+    assert calls == [0, 1, 1, 1]  # other architecture: retrained

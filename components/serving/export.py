@@ -1,6 +1,8 @@
 """Export a trained model as a new version of a Triton model repository (local path or s3://).
 
 Layout: <repo>/<model_name>/config.pbtxt and <repo>/<model_name>/<N>/{model.py, model/, runtime/, metadata.json}.
+A seed ensemble (several model dirs on one SID map) is exported as model/, model_1/, model_2/, ...: the python
+backend decodes them together with one beam search (decoding.beam), at N times the compute of one model.
 Each export adds version N+1 (Triton's default version policy serves the latest), so a rollback is deleting a
 version directory. The version directory is self-contained: weights, tokenizer, SID map, and the sidrec modules
 the python backend imports, so the Triton stub's environment needs only torch, transformers and numpy<2.
@@ -62,15 +64,28 @@ def render_config(
     )
 
 
-def build_version_dir(model_dir: Path, target: Path, metadata: dict) -> Path:
-    """Assemble one self-contained Triton model version directory."""
+def member_dir_name(index: int) -> str:
+    """Where ensemble member `index` lives in a version directory: model/ for the first, model_<i>/ after."""
+    return "model" if index == 0 else f"model_{index}"
+
+
+def _as_list(model_dir: Path | list[Path]) -> list[Path]:
+    dirs = [Path(d) for d in model_dir] if isinstance(model_dir, list | tuple) else [Path(model_dir)]
+    if not dirs:
+        raise ValueError("nothing to export: no model directory given")
+    return dirs
+
+
+def build_version_dir(model_dir: Path | list[Path], target: Path, metadata: dict) -> Path:
+    """Assemble one self-contained Triton model version directory (one model, or an ensemble's members)."""
     target.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(
-        model_dir,
-        target / "model",
-        dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns("work", "checkpoint.pt", "*.png", "history.json"),
-    )
+    for index, member in enumerate(_as_list(model_dir)):
+        shutil.copytree(
+            member,
+            target / member_dir_name(index),
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("work", "checkpoint.pt", "*.png", "history.json"),
+        )
     for rel in RUNTIME_MODULES:
         dest = target / "runtime" / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +96,7 @@ def build_version_dir(model_dir: Path, target: Path, metadata: dict) -> Path:
 
 
 def export_triton_repository(
-    model_dir: Path,
+    model_dir: Path | list[Path],
     out_repo: str,
     model_name: str = "sidrec",
     version: int | None = None,
@@ -89,15 +104,23 @@ def export_triton_repository(
     model_version_label: str | None = None,
     beam_size: int = 20,
 ) -> dict:
-    """Write a new model version into the repository; returns paths and metadata (plain types)."""
+    """Write a new model version into the repository; returns paths and metadata (plain types).
+
+    A list of directories exports a seed ensemble; its members must share the SID map version (else one beam
+    search would average the codes of different items), checked here before anything is written.
+    """
     import torch
 
     from components.model.backbone import model_info
     from components.sids.sidmap import SidMap
 
-    model_dir = Path(model_dir)
+    dirs = _as_list(model_dir)
+    model_dir = dirs[0]
     kind = instance_kind or ("KIND_GPU" if torch.cuda.is_available() else "KIND_CPU")
-    sid_version = SidMap.load(model_dir / "sid_map").version
+    versions = {str(d): SidMap.load(d / "sid_map").version for d in dirs}
+    if len(set(versions.values())) > 1:
+        raise ValueError(f"ensemble members must share one SID map, got {versions}")
+    sid_version = versions[str(model_dir)]
     label = model_version_label or model_info(model_dir).get("artifact_version") or model_dir.name
     metadata = {
         "model_version": label,
@@ -105,14 +128,15 @@ def export_triton_repository(
         "instance_kind": kind,
         "exported_at": datetime.now(UTC).isoformat(),
         "source": str(model_dir),
+        "members": [str(d) for d in dirs],
     }
     config = render_config(model_name, kind, label, sid_version, beam_size=beam_size)
     if out_repo.startswith("s3://"):
-        return _export_s3(model_dir, out_repo, model_name, version, config, metadata)
+        return _export_s3(dirs, out_repo, model_name, version, config, metadata)
     repo = Path(out_repo)
     version = version or _next_version(repo, model_name)
     staging = Path(tempfile.mkdtemp(dir=repo.parent if repo.parent.exists() else None, prefix=".export-"))
-    build_version_dir(model_dir, staging / str(version), metadata)
+    build_version_dir(dirs, staging / str(version), metadata)
     (repo / model_name).mkdir(parents=True, exist_ok=True)
     final = repo / model_name / str(version)
     if final.exists():
@@ -124,7 +148,7 @@ def export_triton_repository(
 
 
 def _export_s3(
-    model_dir: Path, out_repo: str, model_name: str, version: int | None, config: str, metadata: dict
+    model_dirs: list[Path], out_repo: str, model_name: str, version: int | None, config: str, metadata: dict
 ) -> dict:
     """Same layout on S3; files first, config.pbtxt last (Triton polls the repository)."""
     from components.store.artifacts import ArtifactStore
@@ -133,7 +157,7 @@ def _export_s3(
     existing = [int(v) for v in store._list_dirs(model_name) if v.isdigit()]
     version = version or max(existing, default=0) + 1
     with tempfile.TemporaryDirectory() as tmp:
-        local = build_version_dir(model_dir, Path(tmp) / str(version), metadata)
+        local = build_version_dir(model_dirs, Path(tmp) / str(version), metadata)
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
             store.put_file(path, f"{model_name}/{version}/{path.relative_to(local).as_posix()}")
     store.put_text(config, f"{model_name}/config.pbtxt")

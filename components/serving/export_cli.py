@@ -11,7 +11,9 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command("triton")
 def triton(
-    model: str = typer.Option(..., help="Trained model dir (sidrec train run output)."),
+    model: list[str] = typer.Option(
+        ..., help="Trained model dir (sidrec train run output); repeat it to export a seed ensemble (same SID map)."
+    ),
     repo: str = typer.Option(None, help="Repository dir or s3:// (default: serving.model_repository)."),
     config: str = typer.Option(None, help="Deployment YAML."),
     kind: str = typer.Option(None, help="KIND_GPU or KIND_CPU (default: GPU if CUDA is available)."),
@@ -27,7 +29,7 @@ def triton(
     if cfg.store.s3_endpoint_url:  # an s3:// repository on the deployment's S3 endpoint
         os.environ.setdefault("AWS_ENDPOINT_URL", cfg.store.s3_endpoint_url)
     out = export_triton_repository(
-        Path(model),
+        [Path(m) for m in model],
         repo or cfg.path(cfg.serving.model_repository),
         cfg.serving.model_name,
         instance_kind=kind,

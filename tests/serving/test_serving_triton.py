@@ -102,3 +102,62 @@ def test_fallbacks_when_triton_and_online_store_are_down(deployment):
     redis.stop()
     recs = client.recommend(user, k=5)
     assert len(recs) == 5 and recs[0].source == "popularity"
+
+
+def _perturbed_copy(source: Path, target: Path) -> Path:
+    """The fixture's model with other weights (another 'seed'), same tokenizer and SID map."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    shutil.copytree(source, target)
+    model = AutoModelForCausalLM.from_pretrained(target)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=gen))
+    model.save_pretrained(target)
+    return target
+
+
+@pytest.mark.integration
+def test_triton_decodes_an_exported_seed_ensemble_like_the_library(deployment, tmp_path):
+    from components.decoding.recommend import recommend_items
+    from components.decoding.trie import SidTrie
+    from components.model.backbone import load_ensemble
+
+    cfg, _, _, sidmap, events, export = deployment
+    first = Path(export["source"])
+    second = _perturbed_copy(first, tmp_path / "seed1")
+    exported = export_triton_repository([first, second], str(tmp_path / "repo"), beam_size=20)
+    assert exported["members"] == [str(first), str(second)]
+    assert (tmp_path / "repo" / "sidrec" / "1" / "model_1" / "sid_map").is_dir()
+    models, tokenizer, loaded = load_ensemble([first, second])
+    history = [str(i) for i in events.item_id.head(4)]
+    expected = recommend_items(models, tokenizer, SidTrie.from_sidmap(loaded, tokenizer), loaded, [history], 10, 20)
+    alone = recommend_items(models[0], tokenizer, SidTrie.from_sidmap(loaded, tokenizer), loaded, [history], 10, 20)
+    assert [i for i, _ in expected[0]] != [i for i, _ in alone[0]]  # the second member matters
+    with start_triton(tmp_path / "repo", tmp_path / "triton") as server:
+        ids, sids, scores = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")._infer(history, 10, None)
+    assert ids == [i for i, _ in expected[0]]
+    assert scores == pytest.approx([s for _, s in expected[0]], abs=1e-4)
+    assert all(sidmap.sid_of(i) == s for i, s in zip(ids, sids, strict=True))
+
+
+def test_export_refuses_an_ensemble_over_two_sid_maps(deployment, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from components.sids.sidmap import SidMap
+
+    _, _, _, sidmap, _, export = deployment
+    other = tmp_path / "other"
+    shutil.copytree(export["source"], other)
+    shutil.rmtree(other / "sid_map")
+    codes = np.asarray(sidmap.codes)[::-1].copy()
+    SidMap(sidmap.item_ids, codes, sidmap.codebook_sizes, "another-version").save(other / "sid_map")
+    with pytest.raises(ValueError, match="share one SID map"):
+        export_triton_repository([Path(export["source"]), other], str(tmp_path / "repo"))
+    assert not (tmp_path / "repo" / "sidrec").exists()  # nothing written

@@ -2,11 +2,13 @@
 
 Follows Triton's python_backend layout (initialize / execute / finalize). All requests of a dynamic batch go
 through ONE prompt pass and one decode step per SID level. The version directory is self-contained: weights,
-tokenizer and SID map in ./model, and the few sidrec modules the search needs in ./runtime.
+tokenizer and SID map in ./model, and the few sidrec modules the search needs in ./runtime. A seed ensemble
+adds ./model_1, ./model_2, ...: all are loaded and decoded together by the same beam search.
 """
 
 import json
 import os
+import re
 import sys
 
 import numpy as np
@@ -29,7 +31,13 @@ class TritonPythonModel:
         self.max_k = int(params.get("max_k", "50"))
         use_gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
         self.device = torch.device(f"cuda:{args.get('model_instance_device_id', '0')}" if use_gpu else "cpu")
-        self.model, self.tokenizer, self.sidmap = load_runtime_model(os.path.join(here, "model"), self.device)
+        members = sorted(
+            (name for name in os.listdir(here) if re.fullmatch(r"model(_\d+)?", name)),
+            key=lambda name: int(name.partition("_")[2] or 0),
+        )
+        loaded = [load_runtime_model(os.path.join(here, name), self.device) for name in members]
+        _, self.tokenizer, self.sidmap = loaded[0]
+        self.model = loaded[0][0] if len(loaded) == 1 else [model for model, _, _ in loaded]
         self.trie = SidTrie.from_sidmap(self.sidmap, self.tokenizer).to(self.device)
 
     def execute(self, requests):

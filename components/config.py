@@ -125,6 +125,8 @@ class EvalConfig(_Section):
     # `sidrec benchmark`: also train the generative model from seeds seed+1 .. seed+N-1 (the epoch count selected
     # for the first) and score the N models decoded together (decoding.beam ensembles), beside the single model
     ensemble_size: int = Field(default=1, ge=1)
+    # how many of those models (and the retrained ones for test) train at once, one process each
+    ensemble_jobs: int = Field(default=1, ge=1)
     # `sidrec benchmark`: also report the generative model (the ensemble, if any) blended with last-item transition
     # probabilities, the weight chosen on valid (evaluation.blend); a hybrid row beside the generative ones
     blend_transitions: bool = False

@@ -159,6 +159,21 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
     return results
 
 
+def is_finished(cfg: Config, sidmap, out_dir: Path) -> bool:
+    """out_dir already holds a finished model of the same backbone, model and train settings on the same SID map
+    version (train_model publishes a directory only once training is done). A directory written before the model
+    settings were recorded is matched on the other fields."""
+    from components.model.backbone import model_info
+
+    info = model_info(out_dir)
+    return (
+        info.get("backbone") == cfg.model.backbone
+        and info.get("sid_version") == sidmap.version
+        and info.get("model", cfg.model.model_dump()) == cfg.model.model_dump()
+        and info.get("train") == json.loads(json.dumps(cfg.train.model_dump(), default=str))
+    )
+
+
 def train_or_reuse(
     cfg: Config,
     sidmap,
@@ -167,27 +182,41 @@ def train_or_reuse(
     valid_examples: pd.DataFrame | None,
     out_dir: Path,
 ) -> Path:
-    """train_model, unless out_dir already holds a finished model of the same backbone, model and train settings
-    on the same SID map version (train_model publishes a directory only once training is done).
+    """train_model, unless out_dir already holds the same finished model (is_finished).
 
     Why: an ensemble benchmark trains many models for an hour or more; rerunning the command after a crash or
-    after raising ensemble_size keeps the finished ones. A directory written before the model settings were
-    recorded is matched on the other fields.
+    after raising ensemble_size keeps the finished ones.
     """
-    from components.model.backbone import model_info
     from components.model.train import train_model
 
-    info = model_info(out_dir)
-    same = (
-        info.get("backbone") == cfg.model.backbone
-        and info.get("sid_version") == sidmap.version
-        and info.get("model", cfg.model.model_dump()) == cfg.model.model_dump()
-        and info.get("train") == json.loads(json.dumps(cfg.train.model_dump(), default=str))
-    )
-    if same:
+    if is_finished(cfg, sidmap, out_dir):
         log.info("reusing the finished model in %s", out_dir)
         return Path(out_dir)
     return train_model(cfg, sidmap, catalog, train_examples, valid_examples, out_dir)
+
+
+def _train_job(job: tuple) -> Path:
+    return train_or_reuse(*job)
+
+
+def train_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
+    """train_or_reuse for each (cfg, sidmap, catalog, train, valid, out_dir) job, `parallel` processes at a time.
+
+    Why processes: a small model trains on one thread (train.torch_threads) and leaves the other cores idle, and
+    ensemble members are independent. Finished models are skipped before anything is started.
+    """
+    pending = [job for job in jobs if not is_finished(job[0], job[1], job[5])]
+    if parallel > 1 and len(pending) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=min(parallel, len(pending)), mp_context=context) as pool:
+            list(pool.map(_train_job, pending))
+    else:
+        for job in pending:
+            _train_job(job)
+    return [Path(job[5]) for job in jobs]
 
 
 def ensemble_members(cfg: Config, epochs: float, first_dir: Path) -> list[tuple[Config, Path]]:
@@ -242,10 +271,10 @@ def benchmark_generative(
     out: dict = {}
     out["valid"], candidates = _score(cfg, [model_dir], splits["valid"])
     epochs = selected_epochs(model_dir, cfg.train.epochs)
-    members = [
-        train_or_reuse(member_cfg, sidmap, catalog, splits["train"], None, member_dir)
-        for member_cfg, member_dir in ensemble_members(cfg, epochs, model_dir)
-    ]
+    members = train_all(
+        [(c, sidmap, catalog, splits["train"], None, d) for c, d in ensemble_members(cfg, epochs, model_dir)],
+        cfg.eval.ensemble_jobs,
+    )
     if members:
         out["valid_ensemble"], candidates = _score(cfg, [model_dir, *members], splits["valid"])
     out.update(final_test(cfg, catalog, splits, epochs, out_dir / "model_final", keep_candidates=True))
@@ -349,13 +378,15 @@ def final_test(
     events = fit_period_events(read_events(cfg.path(cfg.data.events_uri)), "test")
     sidmap = build_sids(catalog, events, cfg.sids, Path(out_dir).with_name(Path(out_dir).name + "_sid_map"))
     fit = fit_split(splits, "test")
-    final_dir = train_or_reuse(final_cfg, sidmap, catalog, fit, None, out_dir)
+    final_dir, *members = train_all(
+        [
+            (c, sidmap, catalog, fit, None, d)
+            for c, d in [(final_cfg, out_dir), *ensemble_members(final_cfg, epochs, out_dir)]
+        ],
+        cfg.eval.ensemble_jobs,
+    )
     out: dict = {"selected_epochs": epochs, "sid_version": sidmap.version}
     out["test"], candidates = _score(cfg, [final_dir], splits["test"])
-    members = [
-        train_or_reuse(member_cfg, sidmap, catalog, fit, None, member_dir)
-        for member_cfg, member_dir in ensemble_members(final_cfg, epochs, final_dir)
-    ]
     if members:
         out["test_ensemble"], candidates = _score(cfg, [final_dir, *members], splits["test"])
     if keep_candidates:

@@ -86,7 +86,7 @@ def test_benchmark_generative_scores_the_model_the_ensemble_and_the_blend_then_r
             "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
             "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
             "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 4, "torch_threads": 1},
-            "eval": {"beam_size": 10, "max_examples": 20, "batch_size": 16, "ensemble_size": 2},
+            "eval": {"beam_size": 10, "max_examples": 20, "batch_size": 16, "ensemble_size": 2, "ensemble_jobs": 2},
         },
     )
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"blend_transitions": True})})

@@ -109,6 +109,10 @@ class TrainConfig(_Section):
     history_loss: bool = False
     seed: int = 0
     max_steps: int | None = None
+    # stop after this many epochs of the schedule planned for `epochs` (None: run it all). Why: a checkpoint picked
+    # mid-run (epoch 11 of 16) was reached with the learning rate still high; replaying it on more data means the
+    # same schedule stopped at the same epoch, not a shorter schedule that decays fully
+    stop_epochs: float | None = None
     checkpoint_every: int = 500
     # torch intra-op threads (0 = torch's default). 1 is fastest on a shared 2-core machine: spinning threads
     # of competing processes made training 10x slower in our measurements.
@@ -127,6 +131,9 @@ class EvalConfig(_Section):
     ensemble_size: int = Field(default=1, ge=1)
     # how many of those models (and the retrained ones for test) train at once, one process each
     ensemble_jobs: int = Field(default=1, ge=1)
+    # `sidrec benchmark`: retrain the selected run as the planned schedule stopped at the selected epoch (as the
+    # checkpoint was reached) instead of a shorter schedule that decays fully (benchmark.selected_run)
+    replay_schedule: bool = False
     # `sidrec benchmark`: also report the generative model (the ensemble, if any) blended with last-item transition
     # probabilities, the weight chosen on valid (evaluation.blend); a hybrid row beside the generative ones
     blend_transitions: bool = False

@@ -161,16 +161,26 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
 
 def is_finished(cfg: Config, sidmap, out_dir: Path) -> bool:
     """out_dir already holds a finished model of the same backbone, model and train settings on the same SID map
-    version (train_model publishes a directory only once training is done). A directory written before the model
-    settings were recorded is matched on the other fields."""
+    version (train_model publishes a directory only once training is done).
+
+    A setting missing from an older record had its default then (settings are added with defaults that keep the
+    earlier behaviour), so records are compared with the defaults filled in; a record without the model settings
+    is matched on the other fields.
+    """
+    from components.config import TrainConfig
     from components.model.backbone import model_info
 
+    def plain(settings: dict) -> dict:
+        return json.loads(json.dumps(settings, default=str))
+
     info = model_info(out_dir)
+    if "train" not in info:
+        return False
     return (
         info.get("backbone") == cfg.model.backbone
         and info.get("sid_version") == sidmap.version
         and info.get("model", cfg.model.model_dump()) == cfg.model.model_dump()
-        and info.get("train") == json.loads(json.dumps(cfg.train.model_dump(), default=str))
+        and {**plain(TrainConfig().model_dump()), **info["train"]} == plain(cfg.train.model_dump())
     )
 
 
@@ -219,15 +229,24 @@ def train_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
     return [Path(job[5]) for job in jobs]
 
 
+def selected_run(cfg: Config, epochs: float, seed: int | None = None) -> Config:
+    """The settings that retrain the run selected at `epochs`: a schedule of that many epochs, or with
+    eval.replay_schedule the planned schedule (train.epochs) stopped there (train.stop_epochs), as the selected
+    checkpoint was reached."""
+    update: dict = (
+        {"epochs": cfg.train.epochs, "stop_epochs": epochs} if cfg.eval.replay_schedule else {"epochs": epochs}
+    )
+    if seed is not None:
+        update["seed"] = seed
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=update)})
+
+
 def ensemble_members(cfg: Config, epochs: float, first_dir: Path) -> list[tuple[Config, Path]]:
-    """(config, directory) of each ensemble model after the first: seeds seed+1 .. seed+N-1, the selected epoch
-    count, in <first_dir>_seed<seed>."""
+    """(config, directory) of each ensemble model after the first: seeds seed+1 .. seed+N-1 of the selected run
+    (selected_run), in <first_dir>_seed<seed>."""
     first_dir = Path(first_dir)
     return [
-        (
-            cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs, "seed": seed})}),
-            first_dir.with_name(f"{first_dir.name}_seed{seed}"),
-        )
+        (selected_run(cfg, epochs, seed), first_dir.with_name(f"{first_dir.name}_seed{seed}"))
         for seed in range(cfg.train.seed + 1, cfg.train.seed + cfg.eval.ensemble_size)
     ]
 
@@ -374,14 +393,14 @@ def final_test(
     from components.data.readers import read_events
     from components.sids.build import build_sids
 
-    final_cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs})})
+    final_cfg = selected_run(cfg, epochs)
     events = fit_period_events(read_events(cfg.path(cfg.data.events_uri)), "test")
     sidmap = build_sids(catalog, events, cfg.sids, Path(out_dir).with_name(Path(out_dir).name + "_sid_map"))
     fit = fit_split(splits, "test")
     final_dir, *members = train_all(
         [
             (c, sidmap, catalog, fit, None, d)
-            for c, d in [(final_cfg, out_dir), *ensemble_members(final_cfg, epochs, out_dir)]
+            for c, d in [(final_cfg, out_dir), *ensemble_members(cfg, epochs, out_dir)]
         ],
         cfg.eval.ensemble_jobs,
     )

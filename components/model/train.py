@@ -186,7 +186,10 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     data = tokenize_pairs(tokenizer, examples, max_length)
     n_batches = math.ceil(len(data) / cfg.batch_size)
     steps_per_epoch = max(1, n_batches // cfg.grad_accum)
-    total_steps = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
+    total_steps = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))  # the schedule's length
+    stop_steps = (
+        total_steps if cfg.stop_epochs is None else min(total_steps, max(1, int(steps_per_epoch * cfg.stop_epochs)))
+    )
     warmup_steps = int(total_steps * cfg.warmup_epochs / max(cfg.epochs, 1e-9)) if new_token_ids else 0
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     learn_in_prompt = torch.tensor(new_token_ids) if cfg.history_loss and new_token_ids else None
@@ -226,14 +229,14 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     tokens = 0
     smoothed = None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", leave=False)
+    bar = tqdm(total=stop_steps, initial=step, desc="train", unit="step", leave=False)
     model.train()
-    while step < total_steps:
+    while step < stop_steps:
         order = list(range(len(data)))
         rng.shuffle(order)
         chunk = cfg.batch_size * cfg.grad_accum
         for start in range(0, max(1, len(order) - chunk + 1), chunk):
-            if step >= total_steps:
+            if step >= stop_steps:
                 break
             set_stage(step < warmup_steps)
             optim.zero_grad(set_to_none=True)
@@ -259,7 +262,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
             smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value
             bar.update(1)
             bar.set_postfix(loss=f"{smoothed:.3f}")
-            if step % 10 == 0 or step == total_steps:
+            if step % 10 == 0 or step == stop_steps:
                 history.append({"step": step, "loss": smoothed})
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 torch.save(
@@ -273,7 +276,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
                     },
                     ckpt,
                 )
-            end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+            end_of_epoch = step % steps_per_epoch == 0 or step == stop_steps
             if valid_fn is not None and end_of_epoch:
                 model.eval()
                 score = float(valid_fn(model))

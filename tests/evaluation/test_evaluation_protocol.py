@@ -128,6 +128,13 @@ def test_ensemble_members_are_the_next_seeds_at_the_selected_epochs(tmp_path):
     ]
     assert members[0][0].train.lr == cfg.train.lr and cfg.train.epochs == 16  # nothing else changes
     assert ensemble_members(_cfg(), 11.0, tmp_path / "m") == []  # ensemble_size 1: the single model only
+    replay = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"replay_schedule": True})})
+    assert [
+        (c.train.seed, c.train.epochs, c.train.stop_epochs) for c, _ in ensemble_members(replay, 11.0, tmp_path)
+    ] == [
+        (6, 16, 11.0),
+        (7, 16, 11.0),
+    ]
 
 
 class _SidMap:
@@ -165,3 +172,18 @@ def test_train_or_reuse_keeps_a_finished_model_of_the_same_settings_only(tmp_pat
     wider = seed1.model_copy(update={"model": seed1.model.model_copy(update={"tiny_hidden_size": 64})})
     train_or_reuse(wider, other_map, None, None, None, out)
     assert calls == [0, 1, 1, 1]  # other architecture: retrained
+
+
+def test_a_setting_added_after_a_model_was_written_counts_as_its_default(tmp_path):
+    from components.config import Config
+    from components.evaluation.benchmark import is_finished
+
+    cfg = Config()
+    train = json.loads(json.dumps(cfg.train.model_dump(), default=str))
+    del train["stop_epochs"]  # a record written before the setting existed
+    info = {"backbone": cfg.model.backbone, "sid_version": "sid-a", "train": train}
+    (tmp_path / "sidrec_model.json").write_text(json.dumps(info))
+    assert is_finished(cfg, _SidMap(), tmp_path)
+    stopped = cfg.model_copy(update={"train": cfg.train.model_copy(update={"stop_epochs": 3.0})})
+    assert not is_finished(stopped, _SidMap(), tmp_path)
+    assert not is_finished(cfg, _SidMap(), tmp_path / "missing")

@@ -238,3 +238,25 @@ def test_suffix_crops_cut_the_history_to_its_last_items(world):
     suffixes = {format_history_prompt(items[k:3], sidmap) for k in (1, 2)}
     prompts = [p for p, _ in texts]
     assert prompts.count(full) == 1 and set(prompts) - {full} <= suffixes and set(prompts) - {full}
+
+
+def test_stop_epochs_replays_a_checkpoint_picked_mid_schedule(world, tmp_path):
+    """epochs 2 stopped after 1 = the epoch-1 weights of the full 2-epoch run; a 1-epoch schedule differs."""
+    cfg, catalog, _, sidmap, splits = world
+    texts = build_training_texts(splits["train"], sidmap, catalog, cfg.train)[:96]  # 6 steps an epoch
+
+    def run(name, valid_fn=None, **train):
+        torch.manual_seed(0)
+        model, tokenizer = load_backbone(cfg.model)
+        add_sid_tokens(model, tokenizer, sidmap)
+        settings = cfg.train.model_copy(update={"max_steps": None, "checkpoint_every": 0, **train})
+        stats = train_causal_lm(model, tokenizer, texts, settings, tmp_path / name, valid_fn)
+        return model.state_dict(), stats
+
+    # a constant score keeps the first epoch's weights as the "best": the checkpoint a benchmark would pick
+    full, full_stats = run("full", valid_fn=lambda m: 0.0, epochs=2.0)
+    replay, replay_stats = run("replay", epochs=2.0, stop_epochs=1.0)
+    short, _ = run("short", epochs=1.0)
+    assert replay_stats["steps"] == replay_stats["steps_per_epoch"] == full_stats["steps"] // 2
+    assert all(torch.equal(full[k], replay[k]) for k in full)
+    assert not all(torch.equal(short[k], replay[k]) for k in short)

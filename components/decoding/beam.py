@@ -47,17 +47,22 @@ class _Member:
     level_softmax: bool
 
 
-def _members(model) -> list[_Member]:
+def as_models(model) -> list:
+    """One model or a sequence of them (an ensemble) as a non-empty list."""
     models = list(model) if isinstance(model, Sequence) else [model]
     if not models:
         raise ValueError("constrained_beam_search needs at least one model")
+    return models
+
+
+def _members(model) -> list[_Member]:
     return [
         _Member(
             base=m.get_decoder() if hasattr(m, "get_decoder") else m.model,
             head=m.get_output_embeddings(),
             level_softmax=bool(getattr(m.config, "sid_level_softmax", False)),
         )
-        for m in models
+        for m in as_models(model)
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from components.decoding.beam import constrained_beam_search
+from components.decoding.beam import as_models, constrained_beam_search
 from components.decoding.trie import SidTrie
 from components.model.prompts import format_history_prompt
 from components.sids.sidmap import SidMap
@@ -34,7 +34,7 @@ def recommend_items(
 
     `model` is one model or a list of models sharing the tokenizer and SID map (an ensemble, decoding.beam)."""
     out: list[list[tuple[str, float]]] = []
-    device = next((model[0] if isinstance(model, list | tuple) else model).parameters()).device
+    device = next(as_models(model)[0].parameters()).device
     if trie.leaf_item.device != device:
         trie.to(device)
     for start in range(0, len(histories), batch_size):

@@ -206,11 +206,14 @@ def train_or_reuse(
 
 
 def _train_job(job: tuple) -> Path:
-    return train_or_reuse(*job)
+    from components.model.train import train_model
+
+    return train_model(*job)
 
 
 def train_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
-    """train_or_reuse for each (cfg, sidmap, catalog, train, valid, out_dir) job, `parallel` processes at a time.
+    """train_model for each (cfg, sidmap, catalog, train, valid, out_dir) job not finished yet (is_finished),
+    `parallel` processes at a time.
 
     Why processes: a small model trains on one thread (train.torch_threads) and leaves the other cores idle, and
     ensemble members are independent. Finished models are skipped before anything is started.
@@ -300,9 +303,8 @@ def benchmark_generative(
     test_candidates = out.pop("test_candidates")
     if cfg.eval.blend_transitions:
         out.update(blend_rows(splits, candidates, test_candidates))
-        train_seconds = out.get("test_ensemble", out["test"])["train_seconds"]
-        out["valid_blend"]["train_seconds"] = out.get("valid_ensemble", out["valid"])["train_seconds"]
-        out["test_blend"]["train_seconds"] = train_seconds
+        for split in ("valid", "test"):  # the blended models' training time
+            out[f"{split}_blend"]["train_seconds"] = out.get(f"{split}_ensemble", out[split])["train_seconds"]
     return out
 
 

@@ -39,9 +39,8 @@ def model(
         fit = {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid") if s != split}
         chain = LastItemMarkov().fit(fit_split(fit, split))
         markov = chain.recommend([list(h) for h in examples["history"]], max(cfg.eval.ks))
-    dirs = [Path(d) for d in model_dirs]
     metrics = evaluate_model_dir(
-        dirs if len(dirs) > 1 else dirs[0],
+        [Path(d) for d in model_dirs],
         examples,
         cfg.eval.ks,
         beam_size or cfg.eval.beam_size,

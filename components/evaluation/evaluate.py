@@ -84,8 +84,9 @@ def evaluate_model_dir(
 
 
 def load_for_decoding(model_dirs: list[Path], device: str = "cpu"):
-    """(model or list of models, tokenizer, trie, sidmap) of one trained model or an ensemble (load_ensemble)."""
+    """([model, ...], tokenizer, trie, sidmap) of one trained model or an ensemble (load_ensemble); the beam search
+    decodes a one-model list as that model."""
     from components.model.backbone import load_ensemble
 
     models, tokenizer, sidmap = load_ensemble(list(model_dirs), device)
-    return (models if len(models) > 1 else models[0]), tokenizer, SidTrie.from_sidmap(sidmap, tokenizer), sidmap
+    return models, tokenizer, SidTrie.from_sidmap(sidmap, tokenizer), sidmap

@@ -145,19 +145,20 @@ def load_ensemble(model_dirs: list[Path], device: str = "cpu"):
     """
     if not model_dirs:
         raise ValueError("an ensemble needs at least one model directory")
-    models, first = [], None
-    for model_dir in model_dirs:
-        model, tokenizer, sidmap = load_trained(model_dir, device)
-        sid_ids = tokenizer.convert_tokens_to_ids(sidmap.all_tokens())
-        if first is None:
-            first = (model_dir, tokenizer, sidmap, sid_ids)
-        elif sidmap.version != first[2].version or sid_ids != first[3] or len(tokenizer) != len(first[1]):
+    loaded = [load_trained(model_dir, device) for model_dir in model_dirs]
+    _, tokenizer, sidmap = loaded[0]
+    sid_ids = tokenizer.convert_tokens_to_ids(sidmap.all_tokens())
+    for model_dir, (_, other_tokenizer, other_map) in zip(model_dirs[1:], loaded[1:], strict=True):
+        if (
+            other_map.version != sidmap.version
+            or len(other_tokenizer) != len(tokenizer)
+            or other_tokenizer.convert_tokens_to_ids(other_map.all_tokens()) != sid_ids
+        ):
             raise ValueError(
-                f"{model_dir} cannot decode with {first[0]}: SID map {sidmap.version} vs {first[2].version}, "
-                f"vocabulary {len(tokenizer)} vs {len(first[1])} tokens"
+                f"{model_dir} cannot decode with {model_dirs[0]}: SID map {other_map.version} vs {sidmap.version}, "
+                f"vocabulary {len(other_tokenizer)} vs {len(tokenizer)} tokens"
             )
-        models.append(model)
-    return models, first[1], first[2]
+    return [model for model, _, _ in loaded], tokenizer, sidmap
 
 
 def model_info(model_dir: Path) -> dict:

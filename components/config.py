@@ -164,6 +164,9 @@ class ServingConfig(_Section):
     timeout_s: float = 2.0
     retries: int = 2
     backoff_s: float = 0.1
+    # > 0 serves the hybrid (beam candidates mixed with last-item transitions, decoding.transitions); the
+    # benchmark's blend_weight is the value chosen on valid
+    blend_weight: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class Config(_Section):

@@ -134,18 +134,24 @@ def constrained_beam_search(
     return _decode_levels(members, trie, hiddens, caches, mask, next_pos, scores, nodes, codes, 0, top_k)
 
 
-def _decode_levels(members, trie, hiddens, caches, mask, next_pos, scores, nodes, codes, start_level, top_k):
-    batch, beams = scores.shape
+def _decode_levels(
+    members, trie, hiddens, caches, mask, next_pos, scores, nodes, codes, start_level, top_k, beam_size=None
+):
+    """Decode levels start_level.. keeping `beam_size` beams (default: as many as `scores` has) between levels
+    and `top_k` at the end; a row with fewer valid completions (a narrow think-ahead prefix) is padded with
+    invalid entries (-inf, item -1)."""
+    batch = scores.shape[0]
     n_levels = trie.n_levels
     for level in range(start_level, n_levels):
+        beams = scores.shape[1]
         width = trie.level_token_ids.shape[1]
         # hidden is [B*beams, H], or [B, H] right after the prompt (identical beams): broadcast over the beams
         logp = _members_logprobs(members, hiddens, trie, level).view(batch, -1, width)
         logp = logp.expand(batch, beams, width)
         allowed = trie.allowed[level][nodes.clamp(min=0)] & (nodes >= 0).unsqueeze(-1)
         cand = torch.where(allowed, scores.unsqueeze(-1) + logp, torch.full_like(logp, NEG_INF))
-        keep = top_k if level == n_levels - 1 else beams
-        scores, flat = cand.view(batch, -1).topk(keep, dim=-1)
+        keep = top_k if level == n_levels - 1 else (beam_size or beams)
+        scores, flat = cand.view(batch, -1).topk(min(keep, beams * width), dim=-1)
         parent, code = flat // width, flat % width
         valid = torch.isfinite(scores)
         nodes = torch.where(valid, trie.child[level][nodes.gather(1, parent).clamp(min=0), code], -1)
@@ -163,6 +169,11 @@ def _decode_levels(members, trie, hiddens, caches, mask, next_pos, scores, nodes
             hiddens, caches = _forward_all(members, tokens, mask, next_pos, caches)
             hiddens = [h[:, -1] for h in hiddens]
             next_pos = next_pos + 1
+    if scores.shape[1] < top_k:  # fewer completions than asked for: pad with invalid entries
+        missing = top_k - scores.shape[1]
+        scores = torch.cat([scores, scores.new_full((batch, missing), NEG_INF)], dim=1)
+        nodes = torch.cat([nodes, nodes.new_full((batch, missing), -1)], dim=1)
+        codes = torch.cat([codes, codes.new_full((batch, missing, codes.shape[-1]), -1)], dim=1)
     items = torch.where(nodes >= 0, trie.leaf_item[nodes.clamp(min=0)], -1)
     codes = torch.where(nodes.unsqueeze(-1) >= 0, codes, -1)
     return BeamResult(codes=codes, scores=scores, items=items)
@@ -188,7 +199,14 @@ def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_
             raise ValueError("all prefixes must have the same length")
         idx = torch.tensor(with_prefix)
         part = _complete_rows(
-            model, input_ids[idx], attention_mask[idx], trie, top_k, [allowed_prefixes[b] for b in with_prefix], depth
+            model,
+            input_ids[idx],
+            attention_mask[idx],
+            trie,
+            top_k,
+            [allowed_prefixes[b] for b in with_prefix],
+            depth,
+            beam_size,
         )
         for r, b in enumerate(with_prefix):
             results[b] = (part.codes[r], part.scores[r], part.items[r])
@@ -200,7 +218,7 @@ def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_
 
 
 @torch.inference_mode()
-def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, depth) -> BeamResult:
+def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, depth, beam_size) -> BeamResult:
     members = _members(model)
     batch = input_ids.shape[0]
     valid_prefixes = [
@@ -253,4 +271,5 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
         prefix_codes.clone(),
         depth,
         top_k,
+        beam_size,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from components.decoding.beam import as_models, constrained_beam_search
+from components.decoding.transitions import TransitionTable, blend
 from components.decoding.trie import SidTrie
 from components.model.prompts import format_history_prompt
 from components.sids.sidmap import SidMap
@@ -18,6 +19,27 @@ def encode_prompts(tokenizer, prompts: list[str], max_length: int = 512) -> tupl
     return enc.input_ids, enc.attention_mask
 
 
+def servable(sidmap: SidMap, prefixes: list[tuple[int, ...]] | None = None):
+    """Which blended-in successors may be served: items of this SID map (a transition table can name items the
+    catalog has since dropped), inside the row's think-ahead prefixes when it has any."""
+
+    def ok(item: str) -> bool:
+        if item not in sidmap:
+            return False
+        if not prefixes:
+            return True
+        codes = tuple(int(c) for c in sidmap.codes_of(item))
+        return any(codes[: len(p)] == tuple(p) for p in prefixes)
+
+    return ok
+
+
+def servable_per_row(sidmap: SidMap, rows: int, prefixes: list[list[tuple[int, ...]] | None] | None = None) -> list:
+    """One `servable` rule per row, for decoding.transitions.blend: the hybrid as the library and the Triton
+    backend both serve it."""
+    return [servable(sidmap, prefixes[r] if prefixes is not None else None) for r in range(rows)]
+
+
 def recommend_items(
     model,
     tokenizer,
@@ -29,10 +51,16 @@ def recommend_items(
     prefixes: list[list[tuple[int, ...]] | None] | None = None,
     batch_size: int = 16,
     titles: dict[str, str] | None = None,
+    transitions: TransitionTable | None = None,
+    blend_weight: float = 0.0,
 ) -> list[list[tuple[str, float]]]:
-    """Top-k (item_id, score) per history: valid SIDs only, unique per row, best first.
+    """Top-k (item_id, score) per history: valid SIDs only, unique per row, best first. Scores are log-probs;
+    with `transitions` and a `blend_weight` > 0, log blended probabilities of the hybrid (the whole beam is the
+    blend's candidate set).
 
     `model` is one model or a list of models sharing the tokenizer and SID map (an ensemble, decoding.beam)."""
+    blending = transitions is not None and blend_weight > 0
+    width = max(beam_size, k)
     out: list[list[tuple[str, float]]] = []
     device = next(as_models(model)[0].parameters()).device
     if trie.leaf_item.device != device:
@@ -43,7 +71,12 @@ def recommend_items(
         ids, mask = encode_prompts(tokenizer, prompts)
         ids, mask = ids.to(device), mask.to(device)
         allowed = prefixes[start : start + batch_size] if prefixes is not None else None
-        result = constrained_beam_search(model, ids, mask, trie, max(beam_size, k), k, allowed)
-        for row_items, row_scores in zip(result.items.tolist(), result.scores.tolist(), strict=True):
-            out.append([(trie.item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0])
+        result = constrained_beam_search(model, ids, mask, trie, width, width if blending else k, allowed)
+        rows = [
+            [(trie.item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0]
+            for row_items, row_scores in zip(result.items.tolist(), result.scores.tolist(), strict=True)
+        ]
+        if blending:
+            rows = blend(rows, chunk, transitions, blend_weight, k, servable_per_row(sidmap, len(rows), allowed))
+        out += rows
     return out

@@ -7,12 +7,14 @@ SASRec here is the self-attentive sequential recommender trained with a full sof
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
+
+from components.decoding.transitions import TransitionTable
 
 
 def _targets_and_histories(examples: pd.DataFrame) -> list[list[str]]:
@@ -39,18 +41,16 @@ class LastItemMarkov:
     name = "last-item Markov"
 
     def fit(self, train: pd.DataFrame) -> LastItemMarkov:
-        self.transitions: dict[str, Counter] = defaultdict(Counter)
-        # each example adds only its last transition: histories are prefixes of the user's later examples
-        for history, target in zip(train["history"], train["target"], strict=True):
-            if len(history):
-                self.transitions[history[-1]][target] += 1
+        # the same table the served hybrid blends with (decoding.transitions)
+        self.table = TransitionTable.from_examples(train["history"], train["target"])
         self.popular = MostPopular().fit(train).ranking
         return self
 
     def recommend(self, histories: list[list[str]], k: int) -> list[list[str]]:
         out = []
         for history in histories:
-            ranked = [i for i, _ in self.transitions.get(history[-1], Counter()).most_common(k)] if history else []
+            successors = Counter(self.table.successors.get(history[-1], {})) if history else Counter()
+            ranked = [i for i, _ in successors.most_common(k)]
             for item in self.popular:
                 if len(ranked) >= k:
                     break

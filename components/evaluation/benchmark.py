@@ -312,7 +312,7 @@ def blend_rows(splits: dict[str, pd.DataFrame], valid_candidates: list, test_can
     """The generative candidates blended with last-item transitions (evaluation.blend): the weight is chosen on
     valid with the chain fit on train, then test is blended with the chain refit on train + valid, as the Markov
     row is. Returns {"valid_blend", "test_blend", "blend_weight"}."""
-    from components.evaluation.blend import blend_with_transitions, select_blend_weight
+    from components.evaluation.blend import blended_items, select_blend_weight
 
     k = max(KS)
     out: dict = {}
@@ -322,9 +322,9 @@ def blend_rows(splits: dict[str, pd.DataFrame], valid_candidates: list, test_can
         histories = [list(h) for h in splits[split]["history"]]
         targets = splits[split]["target"].astype(str).tolist()
         if alpha is None:
-            alpha, by_weight = select_blend_weight(candidates, histories, targets, chain, k)
+            alpha, by_weight = select_blend_weight(candidates, histories, targets, chain.table, k)
             out["blend_weights_on_valid"] = {str(a): m for a, m in by_weight.items()}
-        ranked = blend_with_transitions(candidates, histories, chain, alpha, k)
+        ranked = blended_items(candidates, histories, chain.table, alpha, k)
         out[f"{split}_blend"] = {**hit_rate_ndcg(ranked, targets, KS), "invalid_rate": 0.0, "blend_weight": alpha}
     out["blend_weight"] = alpha
     return out

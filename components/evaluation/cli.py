@@ -19,6 +19,9 @@ def model(
     vs_markov: bool = typer.Option(
         False, help="Also report which rows the model and the last-item Markov chain (fit as in the benchmark) hit."
     ),
+    blend_weight: float = typer.Option(
+        0.0, help="Score the hybrid: beam candidates mixed with the first model dir's transitions.json, this weight."
+    ),
 ) -> None:
     """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model, or of a seed ensemble (constrained beam search)."""
     from pathlib import Path
@@ -47,6 +50,7 @@ def model(
         cfg.eval.batch_size,
         cfg.train.device,
         baseline=markov,
+        blend_weight=blend_weight,
     )
     typer.echo(json.dumps(metrics, indent=2))
 

@@ -25,12 +25,14 @@ def decode_and_score(
     prefixes=None,
     baseline: list[list[str]] | None = None,
     candidates: int | None = None,
+    transitions=None,
+    blend_weight: float = 0.0,
 ) -> tuple[dict, list[list[tuple[str, float]]]]:
     """HR/NDCG@ks, the invalid-generation share and the cost per request, and each row's `candidates` best items
     (default: the beam) with their log-probs, for re-ranking such as evaluation.blend. The metrics read only the
     first max(ks) items, the same whatever the candidate count (the beam's final top-k is sorted). With a
     baseline's ranked lists for the same rows, also which rows each of them hits (metrics.hit_overlap at the
-    largest k)."""
+    largest k). With `transitions` and `blend_weight` > 0 it scores the hybrid (decoding.recommend)."""
     k = max(ks)
     width = max(candidates or beam_size, k)
     t0 = time.perf_counter()
@@ -44,6 +46,8 @@ def decode_and_score(
         max(beam_size, width),
         prefixes,
         batch_size,
+        transitions=transitions,
+        blend_weight=blend_weight,
     )
     seconds = time.perf_counter() - t0
     ranked = [[item for item, _ in row][:k] for row in recs]
@@ -75,12 +79,29 @@ def evaluate_model_dir(
     batch_size: int = 16,
     device: str = "cpu",
     baseline: list[list[str]] | None = None,
+    blend_weight: float = 0.0,
 ) -> dict:
-    """Score one trained model, or an ensemble of them decoded together when given a list of directories."""
-    model, tokenizer, trie, sidmap = load_for_decoding(
-        model_dir if isinstance(model_dir, list) else [model_dir], device
-    )
-    return decode_and_score(model, tokenizer, trie, sidmap, examples, ks, beam_size, batch_size, baseline=baseline)[0]
+    """Score one trained model, or an ensemble of them decoded together when given a list of directories; with
+    `blend_weight` > 0 the hybrid served by `sidrec export triton --blend-weight` (the first directory's
+    transitions.json)."""
+    from components.decoding.transitions import FILE_NAME, TransitionTable
+
+    dirs = [Path(d) for d in model_dir] if isinstance(model_dir, list) else [Path(model_dir)]
+    model, tokenizer, trie, sidmap = load_for_decoding(dirs, device)
+    table = TransitionTable.load(dirs[0] / FILE_NAME) if blend_weight > 0 else None
+    return decode_and_score(
+        model,
+        tokenizer,
+        trie,
+        sidmap,
+        examples,
+        ks,
+        beam_size,
+        batch_size,
+        baseline=baseline,
+        transitions=table,
+        blend_weight=blend_weight,
+    )[0]
 
 
 def load_for_decoding(model_dirs: list[Path], device: str = "cpu"):

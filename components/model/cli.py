@@ -42,6 +42,29 @@ def run(
     typer.echo(json.dumps(info, indent=2, default=str))
 
 
+@app.command("transitions")
+def transitions(
+    model_dir: str = typer.Option(..., help="Trained model dir to write transitions.json into."),
+    split: list[str] = typer.Option(["train"], help="Split file(s) the model was trained on; repeat for several."),
+    config: str = typer.Option(None, help="Deployment YAML (data.splits_dir)."),
+) -> None:
+    """Write a model dir's last-item transition table (the served hybrid's chain). Models trained by
+    `sidrec train run` write it themselves; this is for model dirs trained before that."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from components.config import load_config
+    from components.data.splits import load_split_examples
+    from components.decoding.transitions import FILE_NAME, TransitionTable
+
+    cfg = load_config(config)
+    examples = pd.concat([load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in split], ignore_index=True)
+    table = TransitionTable.from_examples(examples["history"], examples["target"])
+    path = table.save(Path(model_dir) / FILE_NAME)
+    typer.echo(json.dumps({"path": str(path), "examples": table.examples, "last_items": len(table.successors)}))
+
+
 @app.command("ddp")
 def ddp(
     config: str = typer.Option(None, help="Deployment YAML."),

@@ -313,6 +313,8 @@ def train_model(
     out_dir: Path,
 ) -> Path:
     """Backbone + SID vocabulary + task mix -> a trained model directory (weights, tokenizer, SID map)."""
+    from components.decoding.transitions import FILE_NAME as TRANSITIONS_FILE
+    from components.decoding.transitions import TransitionTable
     from components.model.backbone import load_backbone
     from components.model.examples import build_training_texts
     from components.model.vocab import add_sid_tokens, sid_token_ids
@@ -349,6 +351,8 @@ def train_model(
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     sidmap.save(tmp / "sid_map")
+    # the chain a served hybrid blends with, fit on exactly these training examples (decoding.transitions)
+    TransitionTable.from_examples(train_examples["history"], train_examples["target"]).save(tmp / TRANSITIONS_FILE)
     info = {
         "backbone": cfg.model.backbone,
         "model": cfg.model.model_dump(),

@@ -235,6 +235,7 @@ def export(config_path: str | None = None, overrides: dict | None = None) -> dic
         cfg.path(cfg.serving.model_repository),
         cfg.serving.model_name,
         model_version_label=store.latest_version("model"),
+        blend_weight=cfg.serving.blend_weight,
     )
 
 

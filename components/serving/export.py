@@ -25,6 +25,7 @@ RUNTIME_MODULES = [
     "components/decoding/trie.py",
     "components/decoding/beam.py",
     "components/decoding/recommend.py",
+    "components/decoding/transitions.py",
     "components/model/__init__.py",
     "components/model/prompts.py",
     "components/model/backbone_runtime.py",
@@ -49,6 +50,7 @@ def render_config(
     max_k: int = 50,
     max_batch_size: int = 32,
     queue_delay_us: int = 2000,
+    blend_weight: float = 0.0,
 ) -> str:
     template = (TEMPLATE / "config.pbtxt.template").read_text()
     body = "\n".join(line for line in template.splitlines() if not line.startswith("# Written by"))
@@ -61,6 +63,7 @@ def render_config(
         max_k=max_k,
         max_batch_size=max_batch_size,
         queue_delay_us=queue_delay_us,
+        blend_weight=blend_weight,
     )
 
 
@@ -103,11 +106,14 @@ def export_triton_repository(
     instance_kind: str | None = None,
     model_version_label: str | None = None,
     beam_size: int = 20,
+    blend_weight: float = 0.0,
 ) -> dict:
     """Write a new model version into the repository; returns paths and metadata (plain types).
 
     A list of directories exports a seed ensemble; its members must share the SID map version (else one beam
     search would average the codes of different items), checked here before anything is written.
+    `blend_weight` > 0 serves the hybrid: the beam's candidates mixed with the first model's last-item transitions
+    (its transitions.json, checked here too; decoding.transitions), the weight the benchmark chose on valid.
     """
     import torch
 
@@ -120,6 +126,12 @@ def export_triton_repository(
     versions = {str(d): SidMap.load(d / "sid_map").version for d in dirs}
     if len(set(versions.values())) > 1:
         raise ValueError(f"ensemble members must share one SID map, got {versions}")
+    if not 0.0 <= blend_weight <= 1.0:
+        raise ValueError(f"the blend weight must lie in [0, 1], not {blend_weight}")
+    if blend_weight > 0:
+        from components.decoding.transitions import FILE_NAME, TransitionTable
+
+        TransitionTable.load(dirs[0] / FILE_NAME)  # names the missing file and how to write it
     sid_version = versions[str(model_dir)]
     label = model_version_label or model_info(model_dir).get("artifact_version") or model_dir.name
     metadata = {
@@ -129,8 +141,9 @@ def export_triton_repository(
         "exported_at": datetime.now(UTC).isoformat(),
         "source": str(model_dir),
         "members": [str(d) for d in dirs],
+        "blend_weight": blend_weight,
     }
-    config = render_config(model_name, kind, label, sid_version, beam_size=beam_size)
+    config = render_config(model_name, kind, label, sid_version, beam_size=beam_size, blend_weight=blend_weight)
     if out_repo.startswith("s3://"):
         return _export_s3(dirs, out_repo, model_name, version, config, metadata)
     repo = Path(out_repo)

@@ -17,6 +17,11 @@ def triton(
     repo: str = typer.Option(None, help="Repository dir or s3:// (default: serving.model_repository)."),
     config: str = typer.Option(None, help="Deployment YAML."),
     kind: str = typer.Option(None, help="KIND_GPU or KIND_CPU (default: GPU if CUDA is available)."),
+    blend_weight: float = typer.Option(
+        None,
+        help="Serve the hybrid: the beam mixed with last-item transitions at this weight (the benchmark's "
+        "blend_weight, chosen on valid; default: serving.blend_weight, 0 = the model alone).",
+    ),
 ) -> None:
     """Export to Triton (python backend, dynamic batching, batched constrained beam search)."""
     import os
@@ -34,5 +39,6 @@ def triton(
         cfg.serving.model_name,
         instance_kind=kind,
         beam_size=cfg.eval.beam_size,
+        blend_weight=cfg.serving.blend_weight if blend_weight is None else blend_weight,
     )
     typer.echo(json.dumps(out, indent=2))

@@ -94,3 +94,21 @@ def test_level_softmax_scores_are_teacher_forced_level_log_probs(tiny_sid_model)
         assert abs(expected - score) < 1e-4
     full = constrained_beam_search(tiny_sid_model[0], enc.input_ids, enc.attention_mask, trie, 8, 5)
     assert not torch.allclose(full.scores, result.scores)  # the full-vocabulary scores differ
+
+
+def test_a_narrow_prefix_keeps_a_full_beam_and_pads_what_it_cannot_fill(tiny_sid_model):
+    """One first-level prefix: the search keeps beam_size beams below it (not one), and asking for more items than
+    the prefix holds pads the row with invalid entries instead of failing."""
+    model, tokenizer, sidmap = tiny_sid_model
+    trie = SidTrie.from_sidmap(sidmap, tokenizer)
+    prompt = format_history_prompt(sidmap.item_ids[:3], sidmap)
+    enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+    code = int(sidmap.codes[0][0])
+    inside = sorted(i for i in range(len(sidmap)) if int(sidmap.codes[i][0]) == code)
+    full = constrained_beam_search(model, enc.input_ids, enc.attention_mask, trie, 60, 60)
+    expected = [i for i in full.items[0].tolist() if i in inside]  # the exhaustive order restricted to the prefix
+    out = constrained_beam_search(model, enc.input_ids, enc.attention_mask, trie, 60, 20, [[(code,)]])
+    got = [i for i in out.items[0].tolist() if i >= 0]
+    assert got == expected and len(got) == len(inside) < 20
+    assert out.items.shape == (1, 20) and out.items[0, len(got) :].eq(-1).all()
+    assert torch.isinf(out.scores[0, len(got) :]).all()

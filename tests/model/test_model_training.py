@@ -11,6 +11,7 @@ import torch
 from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
+from components.decoding.transitions import TransitionTable
 from components.model.backbone import load_backbone, load_trained, torch_device
 from components.model.examples import build_training_texts
 from components.model.prompts import format_history_prompt
@@ -126,6 +127,10 @@ def test_train_model_writes_a_loadable_model(world, tmp_path):
     info = json.loads((path / "sidrec_model.json").read_text())
     assert info["steps"] == 12 and info["best_valid"] >= 0
     assert info["steps_per_epoch"] >= 1  # what the benchmark converts the best step into epochs with
+    # the served hybrid's chain, fit on exactly the training examples
+    table = TransitionTable.load(path / "transitions.json")
+    train = splits["train"]
+    assert table == TransitionTable.from_examples(train["history"], train["target"]) and table.examples == len(train)
 
 
 def test_sid_level_loss_is_cross_entropy_over_the_target_level(world):

@@ -161,3 +161,53 @@ def test_export_refuses_an_ensemble_over_two_sid_maps(deployment, tmp_path):
     with pytest.raises(ValueError, match="share one SID map"):
         export_triton_repository([Path(export["source"]), other], str(tmp_path / "repo"))
     assert not (tmp_path / "repo" / "sidrec").exists()  # nothing written
+
+
+@pytest.mark.integration
+def test_triton_serves_the_hybrid_like_the_library(deployment, tmp_path):
+    """Export with a blend weight: Triton mixes its beam with the model's transitions.json exactly as
+    recommend_items does, with and without think-ahead prefixes, and never serves an item the SID map lacks."""
+    import shutil
+
+    from components.decoding.recommend import recommend_items
+    from components.decoding.transitions import TransitionTable
+    from components.decoding.trie import SidTrie
+    from components.model.backbone import load_trained
+
+    cfg, _, _, sidmap, events, export = deployment
+    model_dir = tmp_path / "model"
+    shutil.copytree(export["source"], model_dir)
+    model, tokenizer, loaded = load_trained(model_dir)
+    trie = SidTrie.from_sidmap(loaded, tokenizer)
+    history = [str(i) for i in events.item_id.head(4)]
+    beam = {i for i, _ in recommend_items(model, tokenizer, trie, loaded, [history], 20, 20)[0]}
+    outside = [i for i in loaded.item_ids if i not in beam][:3]
+    table = TransitionTable({history[-1]: {outside[0]: 5, outside[1]: 2, outside[2]: 1, "not-in-catalog": 9}})
+    table.save(model_dir / "transitions.json")
+    exported = export_triton_repository(model_dir, str(tmp_path / "repo"), beam_size=20, blend_weight=0.5)
+    assert exported["blend_weight"] == 0.5
+    assert 'key: "blend_weight" value: { string_value: "0.5" }' in (tmp_path / "repo/sidrec/config.pbtxt").read_text()
+    prefix = [loaded.codes_of(outside[1])[:2]]  # the client sends two-level think-ahead prefixes
+    expected = recommend_items(model, tokenizer, trie, loaded, [history], 10, 20, transitions=table, blend_weight=0.5)
+    narrowed = recommend_items(
+        model, tokenizer, trie, loaded, [history], 10, 20, [prefix], transitions=table, blend_weight=0.5
+    )
+    assert {outside[0], outside[1]} <= {i for i, _ in expected[0]}  # the successors made it in
+    with start_triton(tmp_path / "repo", tmp_path / "triton") as server:
+        client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
+        ids, sids, scores = client._infer(history, 10, None)
+        pref_ids, _, pref_scores = client._infer(history, 10, prefix)
+    assert ids == [i for i, _ in expected[0]] and "not-in-catalog" not in ids
+    assert scores == pytest.approx([s for _, s in expected[0]], abs=1e-4)
+    assert all(sidmap.sid_of(i) == s for i, s in zip(ids, sids, strict=True))
+    assert pref_ids == [i for i, _ in narrowed[0]] and outside[1] in pref_ids
+    assert pref_scores == pytest.approx([s for _, s in narrowed[0]], abs=1e-4)
+
+
+def test_export_of_a_hybrid_needs_the_models_transitions(deployment, tmp_path):
+    _, _, _, _, _, export = deployment
+    with pytest.raises(FileNotFoundError, match="sidrec train transitions"):
+        export_triton_repository(Path(export["source"]), str(tmp_path / "repo"), blend_weight=0.2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        export_triton_repository(Path(export["source"]), str(tmp_path / "repo"), blend_weight=1.5)
+    assert not (tmp_path / "repo").exists()  # nothing written

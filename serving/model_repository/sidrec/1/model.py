@@ -3,7 +3,9 @@
 Follows Triton's python_backend layout (initialize / execute / finalize). All requests of a dynamic batch go
 through ONE prompt pass and one decode step per SID level. The version directory is self-contained: weights,
 tokenizer and SID map in ./model, and the few sidrec modules the search needs in ./runtime. A seed ensemble
-adds ./model_1, ./model_2, ...: all are loaded and decoded together by the same beam search.
+adds ./model_1, ./model_2, ...: all are loaded and decoded together by the same beam search. With the
+blend_weight parameter > 0 it serves the hybrid: the beam's candidates mixed with ./model/transitions.json
+(decoding.transitions), exactly as the library's recommend_items does.
 """
 
 import json
@@ -21,6 +23,7 @@ class TritonPythonModel:
         sys.path.insert(0, os.path.join(here, "runtime"))
         import torch
 
+        from components.decoding.transitions import FILE_NAME, TransitionTable
         from components.decoding.trie import SidTrie
         from components.model.backbone_runtime import load_runtime_model
 
@@ -29,6 +32,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.beam_size = int(params.get("beam_size", "20"))
         self.max_k = int(params.get("max_k", "50"))
+        self.blend_weight = float(params.get("blend_weight", "0"))
         use_gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
         self.device = torch.device(f"cuda:{args.get('model_instance_device_id', '0')}" if use_gpu else "cpu")
         members = sorted(
@@ -39,12 +43,15 @@ class TritonPythonModel:
         _, self.tokenizer, self.sidmap = loaded[0]
         self.model = loaded[0][0] if len(loaded) == 1 else [model for model, _, _ in loaded]
         self.trie = SidTrie.from_sidmap(self.sidmap, self.tokenizer).to(self.device)
+        self.transitions = (
+            TransitionTable.load(os.path.join(here, "model", FILE_NAME)) if self.blend_weight > 0 else None
+        )
 
     def execute(self, requests):
         from components.decoding.beam import constrained_beam_search
-        from components.decoding.recommend import encode_prompts
+        from components.decoding.recommend import encode_prompts, servable_per_row
+        from components.decoding.transitions import blend
         from components.model.prompts import format_history_prompt
-        from components.sids.sidmap import sid_string
 
         histories, ks, prefixes = [], [], []
         for request in requests:
@@ -56,22 +63,26 @@ class TritonPythonModel:
             ks.append(max(1, min(k, self.max_k)))
             prefixes.append([tuple(int(c) for c in p.split("_")) for p in pref] or None)
         k = max(ks)
+        width = max(self.beam_size, k)
+        blending = self.transitions is not None
         ids, mask = encode_prompts(self.tokenizer, [format_history_prompt(h, self.sidmap) for h in histories])
+        allowed = prefixes if any(prefixes) else None
         result = constrained_beam_search(
-            self.model,
-            ids.to(self.device),
-            mask.to(self.device),
-            self.trie,
-            max(self.beam_size, k),
-            k,
-            prefixes if any(prefixes) else None,
+            self.model, ids.to(self.device), mask.to(self.device), self.trie, width, width if blending else k, allowed
         )
+        rows = [
+            [(self.sidmap.item_ids[i], s) for i, s in zip(items, scores, strict=True) if i >= 0]
+            for items, scores in zip(result.items.tolist(), result.scores.tolist(), strict=True)
+        ]
+        if blending:
+            rules = servable_per_row(self.sidmap, len(rows), allowed)
+            rows = blend(rows, histories, self.transitions, self.blend_weight, k, rules)
         responses = []
-        for row, want in enumerate(ks):
-            items = [i for i in result.items[row].tolist() if i >= 0][:want]
-            scores = result.scores[row].tolist()[: len(items)]
-            item_ids = np.array([self.sidmap.item_ids[i].encode() for i in items], dtype=np.object_)
-            sids = np.array([sid_string(self.sidmap.codes[i]).encode() for i in items], dtype=np.object_)
+        for row, want in zip(rows, ks, strict=True):
+            row = row[:want]
+            item_ids = np.array([item.encode() for item, _ in row], dtype=np.object_)
+            sids = np.array([self.sidmap.sid_of(item).encode() for item, _ in row], dtype=np.object_)
+            scores = [score for _, score in row]
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[

@@ -34,10 +34,41 @@ def servable(sidmap: SidMap, prefixes: list[tuple[int, ...]] | None = None):
     return ok
 
 
-def servable_per_row(sidmap: SidMap, rows: int, prefixes: list[list[tuple[int, ...]] | None] | None = None) -> list:
-    """One `servable` rule per row, for decoding.transitions.blend: the hybrid as the library and the Triton
-    backend both serve it."""
-    return [servable(sidmap, prefixes[r] if prefixes is not None else None) for r in range(rows)]
+def recommend_batch(
+    model,
+    tokenizer,
+    trie: SidTrie,
+    sidmap: SidMap,
+    histories: list[list[str]],
+    k: int,
+    beam_size: int,
+    prefixes: list[list[tuple[int, ...]] | None] | None = None,
+    titles: dict[str, str] | None = None,
+    transitions: TransitionTable | None = None,
+    blend_weight: float = 0.0,
+) -> list[list[tuple[str, float]]]:
+    """Top-k (item_id, score) for one batch of histories: one prompt pass and one decode step per SID level for
+    all of them, then the hybrid's blend when asked for. recommend_items cuts a request list into such batches;
+    the Triton backend calls it once per dynamic batch. Scores are log-probs; with `transitions` and a
+    `blend_weight` > 0, log blended probabilities of the hybrid (the whole beam is the blend's candidate set;
+    successors join only where `servable` allows).
+
+    `model` is one model or a list of models sharing the tokenizer and SID map (an ensemble, decoding.beam)."""
+    blending = transitions is not None and blend_weight > 0
+    width = max(beam_size, k)
+    device = next(as_models(model)[0].parameters()).device
+    ids, mask = encode_prompts(tokenizer, [format_history_prompt(h, sidmap, titles) for h in histories])
+    result = constrained_beam_search(
+        model, ids.to(device), mask.to(device), trie, width, width if blending else k, prefixes
+    )
+    rows = [
+        [(trie.item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0]
+        for row_items, row_scores in zip(result.items.tolist(), result.scores.tolist(), strict=True)
+    ]
+    if not blending:
+        return rows
+    rules = [servable(sidmap, prefixes[r] if prefixes is not None else None) for r in range(len(rows))]
+    return blend(rows, histories, transitions, blend_weight, k, rules)
 
 
 def recommend_items(
@@ -54,29 +85,24 @@ def recommend_items(
     transitions: TransitionTable | None = None,
     blend_weight: float = 0.0,
 ) -> list[list[tuple[str, float]]]:
-    """Top-k (item_id, score) per history: valid SIDs only, unique per row, best first. Scores are log-probs;
-    with `transitions` and a `blend_weight` > 0, log blended probabilities of the hybrid (the whole beam is the
-    blend's candidate set).
-
-    `model` is one model or a list of models sharing the tokenizer and SID map (an ensemble, decoding.beam)."""
-    blending = transitions is not None and blend_weight > 0
-    width = max(beam_size, k)
-    out: list[list[tuple[str, float]]] = []
+    """Top-k (item_id, score) per history, valid SIDs only, unique per row, best first: recommend_batch over
+    batches of `batch_size` histories."""
     device = next(as_models(model)[0].parameters()).device
     if trie.leaf_item.device != device:
         trie.to(device)
+    out: list[list[tuple[str, float]]] = []
     for start in range(0, len(histories), batch_size):
-        chunk = histories[start : start + batch_size]
-        prompts = [format_history_prompt(h, sidmap, titles) for h in chunk]
-        ids, mask = encode_prompts(tokenizer, prompts)
-        ids, mask = ids.to(device), mask.to(device)
-        allowed = prefixes[start : start + batch_size] if prefixes is not None else None
-        result = constrained_beam_search(model, ids, mask, trie, width, width if blending else k, allowed)
-        rows = [
-            [(trie.item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0]
-            for row_items, row_scores in zip(result.items.tolist(), result.scores.tolist(), strict=True)
-        ]
-        if blending:
-            rows = blend(rows, chunk, transitions, blend_weight, k, servable_per_row(sidmap, len(rows), allowed))
-        out += rows
+        out += recommend_batch(
+            model,
+            tokenizer,
+            trie,
+            sidmap,
+            histories[start : start + batch_size],
+            k,
+            beam_size,
+            prefixes[start : start + batch_size] if prefixes is not None else None,
+            titles,
+            transitions,
+            blend_weight,
+        )
     return out

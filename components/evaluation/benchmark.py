@@ -312,19 +312,21 @@ def blend_rows(splits: dict[str, pd.DataFrame], valid_candidates: list, test_can
     """The generative candidates blended with last-item transitions (evaluation.blend): the weight is chosen on
     valid with the chain fit on train, then test is blended with the chain refit on train + valid, as the Markov
     row is. Returns {"valid_blend", "test_blend", "blend_weight"}."""
+    from components.decoding.transitions import TransitionTable
     from components.evaluation.blend import blended_items, select_blend_weight
 
     k = max(KS)
     out: dict = {}
     alpha = None
     for split, candidates in (("valid", valid_candidates), ("test", test_candidates)):
-        chain = LastItemMarkov().fit(fit_split(splits, split))
+        fit = fit_split(splits, split)
+        table = TransitionTable.from_examples(fit["history"], fit["target"])
         histories = [list(h) for h in splits[split]["history"]]
         targets = splits[split]["target"].astype(str).tolist()
         if alpha is None:
-            alpha, by_weight = select_blend_weight(candidates, histories, targets, chain.table, k)
+            alpha, by_weight = select_blend_weight(candidates, histories, targets, table, k)
             out["blend_weights_on_valid"] = {str(a): m for a, m in by_weight.items()}
-        ranked = blended_items(candidates, histories, chain.table, alpha, k)
+        ranked = blended_items(candidates, histories, table, alpha, k)
         out[f"{split}_blend"] = {**hit_rate_ndcg(ranked, targets, KS), "invalid_rate": 0.0, "blend_weight": alpha}
     out["blend_weight"] = alpha
     return out

@@ -48,10 +48,7 @@ class TritonPythonModel:
         )
 
     def execute(self, requests):
-        from components.decoding.beam import constrained_beam_search
-        from components.decoding.recommend import encode_prompts, servable_per_row
-        from components.decoding.transitions import blend
-        from components.model.prompts import format_history_prompt
+        from components.decoding.recommend import recommend_batch
 
         histories, ks, prefixes = [], [], []
         for request in requests:
@@ -62,21 +59,18 @@ class TritonPythonModel:
             histories.append([h.decode() for h in history])
             ks.append(max(1, min(k, self.max_k)))
             prefixes.append([tuple(int(c) for c in p.split("_")) for p in pref] or None)
-        k = max(ks)
-        width = max(self.beam_size, k)
-        blending = self.transitions is not None
-        ids, mask = encode_prompts(self.tokenizer, [format_history_prompt(h, self.sidmap) for h in histories])
-        allowed = prefixes if any(prefixes) else None
-        result = constrained_beam_search(
-            self.model, ids.to(self.device), mask.to(self.device), self.trie, width, width if blending else k, allowed
+        rows = recommend_batch(
+            self.model,
+            self.tokenizer,
+            self.trie,
+            self.sidmap,
+            histories,
+            max(ks),
+            self.beam_size,
+            prefixes,
+            transitions=self.transitions,
+            blend_weight=self.blend_weight,
         )
-        rows = [
-            [(self.sidmap.item_ids[i], s) for i, s in zip(items, scores, strict=True) if i >= 0]
-            for items, scores in zip(result.items.tolist(), result.scores.tolist(), strict=True)
-        ]
-        if blending:
-            rules = servable_per_row(self.sidmap, len(rows), allowed)
-            rows = blend(rows, histories, self.transitions, self.blend_weight, k, rules)
         responses = []
         for row, want in zip(rows, ks, strict=True):
             row = row[:want]

@@ -137,6 +137,9 @@ class EvalConfig(_Section):
     # `sidrec benchmark`: also report the generative model (the ensemble, if any) blended with last-item transition
     # probabilities, the weight chosen on valid (evaluation.blend); a hybrid row beside the generative ones
     blend_transitions: bool = False
+    # `sidrec benchmark`: also report a LightGBM ranker over co-occurrence candidates (a baseline row) and over the
+    # generative candidates (the ensemble, if any) pooled with them (components.ranking), trained on valid
+    rerank: bool = False
 
 
 class ReasoningConfig(_Section):

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: redis-server (Feast online store), chromium (Airflow UI screenshot).
+# Debian packages the tests need: redis-server (Feast online store), chromium (Airflow UI screenshot), libgomp1
+# (OpenMP for LightGBM's ranker).
 # Skipped when already present; needs root (CI and the dev machines run as root).
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v chromium >/dev/null || need+=(chromium)
+ldconfig -p 2>/dev/null | grep -q libgomp.so.1 || need+=(libgomp1)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "setup_system: please install with root: apt-get install -y ${need[*]}" >&2

@@ -26,6 +26,7 @@ from components.evaluation.metrics import hit_rate_ndcg
 
 log = logging.getLogger(__name__)
 KS = [3, 5, 10]
+RANKER_BASELINE = "co-occurrence candidates + LightGBM ranker (no generative model)"
 
 
 def _splits(cfg: Config) -> dict[str, pd.DataFrame]:
@@ -133,6 +134,11 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
         "valid": score_baselines(cfg, "valid", splits, ids),
         "test": score_baselines(cfg, "test", splits, ids),
     }
+    if cfg.eval.rerank:
+        from components.evaluation.rerank import score_ranker
+
+        ranker = score_ranker({s: fit_split(splits, s) for s in ("valid", "test")}, splits, KS)
+        results["valid"][RANKER_BASELINE], results["test"][RANKER_BASELINE] = ranker["valid"], ranker["test"]
     name = f"sidrec generative ({cfg.model.backbone})"
     generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir)
     results["valid"][name], results["test"][name] = generative["valid"], generative["test"]
@@ -145,6 +151,10 @@ def run_benchmark(config_path: str | None, out: str) -> dict:
         blend_name = f"{name} + last-item transitions (weight {generative['blend_weight']} chosen on valid)"
         results["valid"][blend_name] = generative["valid_blend"]
         results["test"][blend_name] = generative["test_blend"]
+    if "test_rerank" in generative:
+        rerank_name = f"{name} + co-occurrence candidates, LightGBM ranker (trained on valid)"
+        results["valid"][rerank_name] = generative["valid_rerank"]
+        results["test"][rerank_name] = generative["test_rerank"]
     results["meta"] = {
         "sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
         "sid_map_test": json.loads((out_dir / "model_final_sid_map" / "metrics.json").read_text()),
@@ -305,7 +315,32 @@ def benchmark_generative(
         out.update(blend_rows(splits, candidates, test_candidates))
         for split in ("valid", "test"):  # the blended models' training time
             out[f"{split}_blend"]["train_seconds"] = out.get(f"{split}_ensemble", out[split])["train_seconds"]
+    if cfg.eval.rerank:
+        out.update(rerank_rows(splits, candidates, test_candidates, model_dir, out_dir / "model_final"))
+        for split in ("valid", "test"):  # the generative models' training time + the ranker's
+            out[f"{split}_rerank"]["train_seconds"] += out.get(f"{split}_ensemble", out[split])["train_seconds"]
     return out
+
+
+def rerank_rows(
+    splits: dict[str, pd.DataFrame], valid_candidates: list, test_candidates: list, valid_dir: Path, test_dir: Path
+) -> dict:
+    """The generative candidates pooled with co-occurrence candidates and reordered by a LightGBM ranker trained
+    on valid (evaluation.rerank); each split's SID features come from its model's own map."""
+    from components.evaluation.rerank import score_ranker
+    from components.ranking.candidates import sid_codes
+    from components.sids.sidmap import SidMap
+
+    dirs = {"valid": valid_dir, "test": test_dir}
+    codes = {split: sid_codes(SidMap.load(Path(d) / "sid_map")) for split, d in dirs.items()}
+    ranked = score_ranker(
+        {s: fit_split(splits, s) for s in ("valid", "test")},
+        splits,
+        KS,
+        beams={"valid": valid_candidates, "test": test_candidates},
+        codes=codes,
+    )
+    return {"valid_rerank": ranked["valid"], "test_rerank": ranked["test"]}
 
 
 def blend_rows(splits: dict[str, pd.DataFrame], valid_candidates: list, test_candidates: list) -> dict:

@@ -72,7 +72,9 @@ def test_scorer_compares_hits_with_a_baseline(trained):
     assert 0 <= overlap["baseline_only_first_code_missed"] <= overlap["baseline_only"]
 
 
-def test_benchmark_generative_scores_the_model_the_ensemble_and_the_blend_then_resumes(tmp_path, monkeypatch):
+def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ranker_then_resumes(
+    tmp_path, monkeypatch
+):
     import components.model.train as train_module
     from components.evaluation.benchmark import benchmark_generative
 
@@ -89,14 +91,15 @@ def test_benchmark_generative_scores_the_model_the_ensemble_and_the_blend_then_r
             "eval": {"beam_size": 10, "max_examples": 20, "batch_size": 16, "ensemble_size": 2, "ensemble_jobs": 2},
         },
     )
-    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"blend_transitions": True})})
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"blend_transitions": True, "rerank": True})})
     splits = {name: frame.head(30) for name, frame in examples_from_events(events, 5).items()}
     sidmap = build_sids(catalog, events, cfg.sids, tmp_path / "sid_map")
     out = benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run")
     for split in ("valid", "test"):
-        for row in (split, f"{split}_ensemble", f"{split}_blend"):
+        for row in (split, f"{split}_ensemble", f"{split}_blend", f"{split}_rerank"):
             assert 0.0 <= out[row]["HR@10"] <= 1.0 and out[row]["invalid_rate"] == 0.0
         assert out[f"{split}_ensemble"]["models"] == 2 and out[split]["models"] == 1
+        assert out[f"{split}_rerank"]["train_seconds"] >= out[f"{split}_ensemble"]["train_seconds"]
     assert out["blend_weight"] in [float(w) for w in out["blend_weights_on_valid"]]
     assert "test_candidates" not in out
     for name in ("model_train", "model_train_seed1", "model_final", "model_final_seed1"):

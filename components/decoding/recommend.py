@@ -46,28 +46,34 @@ def recommend_batch(
     titles: dict[str, str] | None = None,
     transitions: TransitionTable | None = None,
     blend_weight: float = 0.0,
+    ranker=None,
 ) -> list[list[tuple[str, float]]]:
     """Top-k (item_id, score) for one batch of histories: one prompt pass and one decode step per SID level for
-    all of them, then the hybrid's blend when asked for. recommend_items cuts a request list into such batches;
-    the Triton backend calls it once per dynamic batch. Scores are log-probs; with `transitions` and a
-    `blend_weight` > 0, log blended probabilities of the hybrid (the whole beam is the blend's candidate set;
-    successors join only where `servable` allows).
+    all of them, then the hybrid's blend or the ranking stage when asked for. recommend_items cuts a request
+    list into such batches; the Triton backend calls it once per dynamic batch.
+
+    Scores are log-probs. With `transitions` and a `blend_weight` > 0: log blended probabilities of the hybrid
+    (the whole beam is the blend's candidate set; successors join only where `servable` allows). With a
+    `ranker` (ranking.artifact.RankerArtifact; it takes precedence over the blend): the ranker's scores of the
+    whole beam pooled with the count candidates that `servable` allows.
 
     `model` is one model or a list of models sharing the tokenizer and SID map (an ensemble, decoding.beam)."""
-    blending = transitions is not None and blend_weight > 0
+    blending = transitions is not None and blend_weight > 0 and ranker is None
     width = max(beam_size, k)
     device = next(as_models(model)[0].parameters()).device
     ids, mask = encode_prompts(tokenizer, [format_history_prompt(h, sidmap, titles) for h in histories])
     result = constrained_beam_search(
-        model, ids.to(device), mask.to(device), trie, width, width if blending else k, prefixes
+        model, ids.to(device), mask.to(device), trie, width, width if blending or ranker else k, prefixes
     )
     rows = [
         [(trie.item_ids[i], s) for i, s in zip(row_items, row_scores, strict=True) if i >= 0]
         for row_items, row_scores in zip(result.items.tolist(), result.scores.tolist(), strict=True)
     ]
-    if not blending:
+    if not blending and ranker is None:
         return rows
     rules = [servable(sidmap, prefixes[r] if prefixes is not None else None) for r in range(len(rows))]
+    if ranker is not None:
+        return ranker.rank(histories, rows, k, sidmap, rules)
     return blend(rows, histories, transitions, blend_weight, k, rules)
 
 
@@ -84,6 +90,7 @@ def recommend_items(
     titles: dict[str, str] | None = None,
     transitions: TransitionTable | None = None,
     blend_weight: float = 0.0,
+    ranker=None,
 ) -> list[list[tuple[str, float]]]:
     """Top-k (item_id, score) per history, valid SIDs only, unique per row, best first: recommend_batch over
     batches of `batch_size` histories."""
@@ -104,5 +111,6 @@ def recommend_items(
             titles,
             transitions,
             blend_weight,
+            ranker,
         )
     return out

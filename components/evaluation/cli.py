@@ -22,6 +22,7 @@ def model(
     blend_weight: float = typer.Option(
         0.0, help="Score the hybrid: beam candidates mixed with the first model dir's transitions.json, this weight."
     ),
+    ranker: str = typer.Option(None, help="Score the ranking stage of this `sidrec train ranker` directory."),
 ) -> None:
     """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model, or of a seed ensemble (constrained beam search)."""
     from pathlib import Path
@@ -51,6 +52,7 @@ def model(
         cfg.train.device,
         baseline=markov,
         blend_weight=blend_weight,
+        ranker_dir=Path(ranker) if ranker else None,
     )
     typer.echo(json.dumps(metrics, indent=2))
 

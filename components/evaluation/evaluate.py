@@ -27,12 +27,14 @@ def decode_and_score(
     candidates: int | None = None,
     transitions=None,
     blend_weight: float = 0.0,
+    ranker=None,
 ) -> tuple[dict, list[list[tuple[str, float]]]]:
     """HR/NDCG@ks, the invalid-generation share and the cost per request, and each row's `candidates` best items
     (default: the beam) with their log-probs, for re-ranking such as evaluation.blend. The metrics read only the
     first max(ks) items, the same whatever the candidate count (the beam's final top-k is sorted). With a
     baseline's ranked lists for the same rows, also which rows each of them hits (metrics.hit_overlap at the
-    largest k). With `transitions` and `blend_weight` > 0 it scores the hybrid (decoding.recommend)."""
+    largest k). With `transitions` and `blend_weight` > 0 it scores the hybrid, with a `ranker` the ranking
+    stage (decoding.recommend)."""
     k = max(ks)
     width = max(candidates or beam_size, k)
     t0 = time.perf_counter()
@@ -48,6 +50,7 @@ def decode_and_score(
         batch_size,
         transitions=transitions,
         blend_weight=blend_weight,
+        ranker=ranker,
     )
     seconds = time.perf_counter() - t0
     ranked = [[item for item, _ in row][:k] for row in recs]
@@ -80,15 +83,21 @@ def evaluate_model_dir(
     device: str = "cpu",
     baseline: list[list[str]] | None = None,
     blend_weight: float = 0.0,
+    ranker_dir: Path | None = None,
 ) -> dict:
     """Score one trained model, or an ensemble of them decoded together when given a list of directories; with
     `blend_weight` > 0 the hybrid served by `sidrec export triton --blend-weight` (the first directory's
-    transitions.json)."""
+    transitions.json); with `ranker_dir` the ranking stage served by `sidrec export triton --ranker`."""
     from components.decoding.transitions import FILE_NAME, TransitionTable
 
     dirs = [Path(d) for d in model_dir] if isinstance(model_dir, list) else [Path(model_dir)]
     model, tokenizer, trie, sidmap = load_for_decoding(dirs, device)
     table = TransitionTable.load(dirs[0] / FILE_NAME) if blend_weight > 0 else None
+    ranker = None
+    if ranker_dir is not None:
+        from components.ranking.artifact import RankerArtifact
+
+        ranker = RankerArtifact.load(Path(ranker_dir))
     return decode_and_score(
         model,
         tokenizer,
@@ -101,6 +110,7 @@ def evaluate_model_dir(
         baseline=baseline,
         transitions=table,
         blend_weight=blend_weight,
+        ranker=ranker,
     )[0]
 
 

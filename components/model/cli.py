@@ -65,6 +65,48 @@ def transitions(
     typer.echo(json.dumps({"path": str(path), "examples": table.examples, "last_items": len(table.successors)}))
 
 
+@app.command("ranker")
+def ranker(
+    out: str = typer.Option(..., help="Ranker directory to write (replaced whole)."),
+    model_dir: list[str] = typer.Option(
+        None, help="Model(s) trained on the fit split(s) only, decoded together; none: a ranker without a model."
+    ),
+    fit_split: list[str] = typer.Option(["train"], help="Split(s) the rank rows' counts (and models) are fit on."),
+    rank_split: str = typer.Option("valid", help="Split whose rows the ranker learns from."),
+    config: str = typer.Option(None, help="Deployment YAML (data.splits_dir, eval.beam_size)."),
+) -> None:
+    """Train the ranking stage (components.ranking) on the rank split's rows, with counts fit on the fit
+    split(s) and the given models' beams, and write it with counts refit on fit + rank splits for serving
+    (`sidrec export triton --ranker`, `sidrec evaluate model --ranker`)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from components.config import load_config
+    from components.data.splits import load_split_examples
+    from components.ranking.train import fit_ranker
+
+    cfg = load_config(config)
+    if rank_split in fit_split:
+        raise typer.BadParameter(f"the rank split {rank_split!r} must not be among the fit splits {fit_split}")
+    splits_dir = cfg.path(cfg.data.splits_dir)
+    fit = pd.concat([load_split_examples(splits_dir, s) for s in fit_split], ignore_index=True)
+    rank = load_split_examples(splits_dir, rank_split)
+    artifact = fit_ranker(
+        fit,
+        rank,
+        pd.concat([fit, rank], ignore_index=True),
+        [Path(d) for d in model_dir] if model_dir else None,
+        cfg.eval.beam_size,
+        cfg.eval.batch_size,
+        cfg.train.device,
+        tuple(cfg.eval.ks),
+    )
+    artifact.meta.update({"fit_splits": fit_split, "rank_split": rank_split})
+    path = artifact.save(Path(out))
+    typer.echo(json.dumps({"path": str(path), **artifact.meta}, indent=2, default=str))
+
+
 @app.command("ddp")
 def ddp(
     config: str = typer.Option(None, help="Deployment YAML."),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,12 +91,14 @@ def candidate_features(
     stats: ItemStats,
     beam: Sequence[tuple[str, float]] | None = None,
     codes: dict[str, tuple[int, ...]] | None = None,
+    eligible: Callable[[str], bool] | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """One row's candidates and their feature matrix [n_candidates, len(feature_names(...))].
 
     beam: the generative model's (item, log-prob) candidates, best first (None: no model features or source).
-    codes: item -> SID codes (None: no SID features). Only items in `codes` (the servable catalog) become
-    candidates when codes are given; beam items are always kept.
+    codes: item -> SID codes (None: no SID features). Only items in `codes` (the servable catalog) and accepted
+    by `eligible` (e.g. inside the row's think-ahead prefixes) join from the count sources; beam items, already
+    decoded under those rules, are always kept.
     """
     history = [str(item) for item in history]
     last = history[-1] if history else None
@@ -132,7 +134,7 @@ def candidate_features(
         *reversed(history[-window:]),
     ]
     for item in pooled:
-        if item not in seen and (codes is None or item in codes):
+        if item not in seen and (codes is None or item in codes) and (eligible is None or eligible(item)):
             seen.add(item)
             items.append(item)
 
@@ -180,12 +182,21 @@ def candidate_rows(
     stats: ItemStats,
     beams: Sequence[Sequence[tuple[str, float]]] | None = None,
     codes: dict[str, tuple[int, ...]] | None = None,
+    eligible: Sequence[Callable[[str], bool] | None] | None = None,
 ) -> list[tuple[list[str], np.ndarray]]:
-    """candidate_features for every history (with its row of `beams` when given)."""
+    """candidate_features for every history (with its row of `beams` and its `eligible` rule when given)."""
     histories = list(histories)
     if beams is not None and len(beams) != len(histories):
         raise ValueError(f"{len(beams)} beams for {len(histories)} histories")
+    if eligible is not None and len(eligible) != len(histories):
+        raise ValueError(f"{len(eligible)} eligibility rules for {len(histories)} histories")
     return [
-        candidate_features(history, stats, beams[r] if beams is not None else None, codes)
+        candidate_features(
+            history,
+            stats,
+            beams[r] if beams is not None else None,
+            codes,
+            eligible[r] if eligible is not None else None,
+        )
         for r, history in enumerate(histories)
     ]

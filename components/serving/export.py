@@ -5,7 +5,8 @@ A seed ensemble (several model dirs on one SID map) is exported as model/, model
 backend decodes them together with one beam search (decoding.beam), at N times the compute of one model.
 Each export adds version N+1 (Triton's default version policy serves the latest), so a rollback is deleting a
 version directory. The version directory is self-contained: weights, tokenizer, SID map, and the sidrec modules
-the python backend imports, so the Triton stub's environment needs only torch, transformers and numpy<2.
+the python backend imports, so the Triton stub's environment needs only torch, transformers, numpy<2 and
+lightgbm. With a ranker (`--ranker DIR`) the version also holds ranker/, which the backend then serves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from components.config import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "serving" / "model_repository" / "sidrec"
+RANKER_DIR = "ranker"  # inside a version directory
 RUNTIME_MODULES = [
     "components/__init__.py",
     "components/decoding/__init__.py",
@@ -26,6 +28,10 @@ RUNTIME_MODULES = [
     "components/decoding/beam.py",
     "components/decoding/recommend.py",
     "components/decoding/transitions.py",
+    "components/ranking/__init__.py",
+    "components/ranking/candidates.py",
+    "components/ranking/ranker.py",
+    "components/ranking/artifact.py",
     "components/model/__init__.py",
     "components/model/prompts.py",
     "components/model/backbone_runtime.py",
@@ -79,9 +85,14 @@ def _as_list(model_dir: Path | list[Path]) -> list[Path]:
     return dirs
 
 
-def build_version_dir(model_dir: Path | list[Path], target: Path, metadata: dict) -> Path:
-    """Assemble one self-contained Triton model version directory (one model, or an ensemble's members)."""
+def build_version_dir(
+    model_dir: Path | list[Path], target: Path, metadata: dict, ranker_dir: Path | None = None
+) -> Path:
+    """Assemble one self-contained Triton model version directory (one model, or an ensemble's members, and
+    the ranker when there is one)."""
     target.mkdir(parents=True, exist_ok=True)
+    if ranker_dir is not None:
+        shutil.copytree(ranker_dir, target / RANKER_DIR, dirs_exist_ok=True)
     for index, member in enumerate(_as_list(model_dir)):
         shutil.copytree(
             member,
@@ -107,6 +118,7 @@ def export_triton_repository(
     model_version_label: str | None = None,
     beam_size: int = 20,
     blend_weight: float = 0.0,
+    ranker_dir: Path | None = None,
 ) -> dict:
     """Write a new model version into the repository; returns paths and metadata (plain types).
 
@@ -114,6 +126,8 @@ def export_triton_repository(
     search would average the codes of different items), checked here before anything is written.
     `blend_weight` > 0 serves the hybrid: the beam's candidates mixed with the first model's last-item transitions
     (its transitions.json, checked here too; decoding.transitions), the weight the benchmark chose on valid.
+    `ranker_dir` serves the ranking stage instead (components.ranking; loaded here first, so a broken or
+    foreign directory fails the export, not the server).
     """
     import torch
 
@@ -132,6 +146,10 @@ def export_triton_repository(
         from components.decoding.transitions import FILE_NAME, TransitionTable
 
         TransitionTable.load(dirs[0] / FILE_NAME)  # names the missing file and how to write it
+    if ranker_dir is not None:
+        from components.ranking.artifact import RankerArtifact
+
+        RankerArtifact.load(Path(ranker_dir))  # names the missing file and how to write it
     sid_version = versions[str(model_dir)]
     label = model_version_label or model_info(model_dir).get("artifact_version") or model_dir.name
     metadata = {
@@ -142,14 +160,15 @@ def export_triton_repository(
         "source": str(model_dir),
         "members": [str(d) for d in dirs],
         "blend_weight": blend_weight,
+        "ranker": str(ranker_dir) if ranker_dir is not None else None,
     }
     config = render_config(model_name, kind, label, sid_version, beam_size=beam_size, blend_weight=blend_weight)
     if out_repo.startswith("s3://"):
-        return _export_s3(dirs, out_repo, model_name, version, config, metadata)
+        return _export_s3(dirs, out_repo, model_name, version, config, metadata, ranker_dir)
     repo = Path(out_repo)
     version = version or _next_version(repo, model_name)
     staging = Path(tempfile.mkdtemp(dir=repo.parent if repo.parent.exists() else None, prefix=".export-"))
-    build_version_dir(dirs, staging / str(version), metadata)
+    build_version_dir(dirs, staging / str(version), metadata, ranker_dir)
     (repo / model_name).mkdir(parents=True, exist_ok=True)
     final = repo / model_name / str(version)
     if final.exists():
@@ -161,7 +180,13 @@ def export_triton_repository(
 
 
 def _export_s3(
-    model_dirs: list[Path], out_repo: str, model_name: str, version: int | None, config: str, metadata: dict
+    model_dirs: list[Path],
+    out_repo: str,
+    model_name: str,
+    version: int | None,
+    config: str,
+    metadata: dict,
+    ranker_dir: Path | None = None,
 ) -> dict:
     """Same layout on S3; files first, config.pbtxt last (Triton polls the repository)."""
     from components.store.artifacts import ArtifactStore
@@ -170,7 +195,7 @@ def _export_s3(
     existing = [int(v) for v in store._list_dirs(model_name) if v.isdigit()]
     version = version or max(existing, default=0) + 1
     with tempfile.TemporaryDirectory() as tmp:
-        local = build_version_dir(model_dirs, Path(tmp) / str(version), metadata)
+        local = build_version_dir(model_dirs, Path(tmp) / str(version), metadata, ranker_dir)
         for path in sorted(p for p in local.rglob("*") if p.is_file()):
             store.put_file(path, f"{model_name}/{version}/{path.relative_to(local).as_posix()}")
     store.put_text(config, f"{model_name}/config.pbtxt")

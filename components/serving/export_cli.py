@@ -22,6 +22,9 @@ def triton(
         help="Serve the hybrid: the beam mixed with last-item transitions at this weight (the benchmark's "
         "blend_weight, chosen on valid; default: serving.blend_weight, 0 = the model alone).",
     ),
+    ranker: str = typer.Option(
+        None, help="Serve the ranking stage of this `sidrec train ranker` directory (instead of the blend)."
+    ),
 ) -> None:
     """Export to Triton (python backend, dynamic batching, batched constrained beam search)."""
     import os
@@ -40,5 +43,6 @@ def triton(
         instance_kind=kind,
         beam_size=cfg.eval.beam_size,
         blend_weight=cfg.serving.blend_weight if blend_weight is None else blend_weight,
+        ranker_dir=Path(ranker) if ranker else None,
     )
     typer.echo(json.dumps(out, indent=2))

@@ -25,3 +25,14 @@ def tiny_sid_model():
     with torch.no_grad():  # random but peaky logits so beams differ clearly
         model.get_input_embeddings().weight.mul_(4.0)
     return model.eval(), tokenizer, sidmap
+
+
+@pytest.fixture
+def tiny_model_dir(tiny_sid_model, tmp_path):
+    """The tiny model as a trained model directory (weights, tokenizer, SID map), for CLI tests."""
+    model, tokenizer, sidmap = tiny_sid_model
+    path = tmp_path / "model"
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    sidmap.save(path / "sid_map")
+    return path

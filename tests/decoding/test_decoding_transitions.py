@@ -92,7 +92,7 @@ def test_recommend_items_serves_the_hybrid(tiny_sid_model):
         assert outside[0] not in {i for i, _ in allowed}
 
 
-def test_cli_writes_a_model_dirs_table_and_scores_the_hybrid(tiny_sid_model, tmp_path):
+def test_cli_writes_a_model_dirs_table_and_scores_the_hybrid(tiny_sid_model, tiny_model_dir, tmp_path):
     """`sidrec train transitions` fits the table on the given splits; `sidrec evaluate model --blend-weight` scores
     the hybrid with it. Here the table is fit on the scored rows themselves, so weight 1 must hit every row."""
     import pandas as pd
@@ -100,11 +100,8 @@ def test_cli_writes_a_model_dirs_table_and_scores_the_hybrid(tiny_sid_model, tmp
 
     from components.cli import app
 
-    model, tokenizer, sidmap = tiny_sid_model
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    sidmap.save(model_dir / "sid_map")
+    sidmap = tiny_sid_model[2]
+    model_dir = tiny_model_dir
     splits = tmp_path / "splits"
     splits.mkdir()
     rows = [

@@ -211,3 +211,54 @@ def test_export_of_a_hybrid_needs_the_models_transitions(deployment, tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         export_triton_repository(Path(export["source"]), str(tmp_path / "repo"), blend_weight=1.5)
     assert not (tmp_path / "repo").exists()  # nothing written
+
+
+@pytest.mark.integration
+def test_triton_serves_the_ranker_like_the_library(deployment, tmp_path):
+    """Export with --ranker: Triton pools its beam with the ranker's count candidates and reorders them exactly as
+    recommend_items does, with and without think-ahead prefixes."""
+    from components.data.splits import examples_from_events
+    from components.decoding.recommend import recommend_items
+    from components.decoding.trie import SidTrie
+    from components.model.backbone import load_trained
+    from components.ranking.artifact import RankerArtifact
+    from components.ranking.candidates import ItemStats, candidate_rows, sid_codes
+    from components.ranking.ranker import train_ranker
+
+    cfg, _, _, sidmap, events, export = deployment
+    model, tokenizer, loaded = load_trained(Path(export["source"]))
+    trie = SidTrie.from_sidmap(loaded, tokenizer)
+    train = examples_from_events(events, 10)["train"].head(80)
+    stats = ItemStats.from_examples(train["history"], train["target"])
+    histories = [[str(i) for i in h] for h in train["history"]]
+    beams = recommend_items(model, tokenizer, trie, loaded, histories, 20, 20)
+    rows = candidate_rows(histories, stats, beams, sid_codes(loaded))
+    booster = train_ranker(rows, train["target"].astype(str).tolist(), rounds=20)
+    RankerArtifact(booster, stats, with_model=True, with_sids=True).save(tmp_path / "ranker")
+    ranker = RankerArtifact.load(tmp_path / "ranker")
+    exported = export_triton_repository(
+        Path(export["source"]), str(tmp_path / "repo"), beam_size=20, ranker_dir=tmp_path / "ranker"
+    )
+    assert exported["ranker"] == str(tmp_path / "ranker")
+    history = histories[5]
+    expected = recommend_items(model, tokenizer, trie, loaded, [history], 10, 20, ranker=ranker)[0]
+    prefix = [loaded.codes_of(expected[3][0])[:2]]
+    narrowed = recommend_items(model, tokenizer, trie, loaded, [history], 10, 20, [prefix], ranker=ranker)[0]
+    with start_triton(tmp_path / "repo", tmp_path / "triton") as server:
+        client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
+        ids, sids, scores = client._infer(history, 10, None)
+        pref_ids, _, pref_scores = client._infer(history, 10, prefix)
+    assert ids == [i for i, _ in expected] and len(ids) == 10
+    assert scores == pytest.approx([s for _, s in expected], abs=1e-4)
+    assert all(sidmap.sid_of(i) == s for i, s in zip(ids, sids, strict=True))
+    assert pref_ids == [i for i, _ in narrowed] and expected[3][0] in pref_ids
+    assert all(loaded.codes_of(i)[:2] == prefix[0] for i in pref_ids)
+    assert pref_scores == pytest.approx([s for _, s in narrowed], abs=1e-4)
+
+
+def test_export_of_a_ranker_needs_a_whole_ranker_directory(deployment, tmp_path):
+    _, _, _, _, _, export = deployment
+    (tmp_path / "ranker").mkdir()
+    with pytest.raises(FileNotFoundError, match="sidrec train ranker"):
+        export_triton_repository(Path(export["source"]), str(tmp_path / "repo"), ranker_dir=tmp_path / "ranker")
+    assert not (tmp_path / "repo").exists()  # nothing written

@@ -5,7 +5,9 @@ through ONE prompt pass and one decode step per SID level. The version directory
 tokenizer and SID map in ./model, and the few sidrec modules the search needs in ./runtime. A seed ensemble
 adds ./model_1, ./model_2, ...: all are loaded and decoded together by the same beam search. With the
 blend_weight parameter > 0 it serves the hybrid: the beam's candidates mixed with ./model/transitions.json
-(decoding.transitions), exactly as the library's recommend_items does.
+(decoding.transitions), exactly as the library's recommend_items does. A ./ranker directory (`sidrec export
+triton --ranker`) serves the ranking stage instead: the beam pooled with co-occurrence candidates and
+reordered by its LightGBM ranker (components.ranking), again as recommend_items does.
 """
 
 import json
@@ -46,6 +48,11 @@ class TritonPythonModel:
         self.transitions = (
             TransitionTable.load(os.path.join(here, "model", FILE_NAME)) if self.blend_weight > 0 else None
         )
+        self.ranker = None
+        if os.path.isdir(os.path.join(here, "ranker")):
+            from components.ranking.artifact import RankerArtifact
+
+            self.ranker = RankerArtifact.load(os.path.join(here, "ranker"))
 
     def execute(self, requests):
         from components.decoding.recommend import recommend_batch
@@ -70,6 +77,7 @@ class TritonPythonModel:
             prefixes,
             transitions=self.transitions,
             blend_weight=self.blend_weight,
+            ranker=self.ranker,
         )
         responses = []
         for row, want in zip(rows, ks, strict=True):

@@ -170,6 +170,9 @@ class ServingConfig(_Section):
     # > 0 serves the hybrid (beam candidates mixed with last-item transitions, decoding.transitions); the
     # benchmark's blend_weight is the value chosen on valid
     blend_weight: float = Field(0.0, ge=0.0, le=1.0)
+    # serve the ranking stage instead (components.ranking): the training step fits a ranker on the validation
+    # rows into the model dir's ranker/ and the export serves it
+    ranker: bool = False
 
 
 class Config(_Section):

@@ -1,6 +1,7 @@
 """
 ### sidrec_training
-Weekly, and whenever the **sidrec_sid_map** asset changes: point-in-time examples from Feast, fine-tuning,
+Weekly, and whenever the **sidrec_sid_map** asset changes: point-in-time examples from Feast, fine-tuning
+(with `serving.ranker`, also the ranking stage, learnt on the validation rows and carried in the model dir),
 evaluation against the production model and the baselines, promotion only if better (the gate's numbers are
 in the task log and XCom), export to the Triton model repository. Updates the **sidrec_model** asset.
 Ops can promote a refused candidate by triggering with conf `{"promote_anyway": true}` (logged as such).

@@ -135,15 +135,38 @@ def train(config_path: str | None = None, overrides: dict | None = None, example
         train_ex = load_split_examples(cfg.path(cfg.data.splits_dir), "train")
         valid_ex = load_split_examples(cfg.path(cfg.data.splits_dir), "valid")
     model_dir = train_model(cfg, sidmap, catalog, train_ex, valid_ex, _run_dir(cfg, "model_candidate"))
+    ranker = train_ranker(cfg, model_dir, train_ex, valid_ex) if cfg.serving.ranker else None
     info = json.loads((model_dir / "sidrec_model.json").read_text())
     version = store.publish("model_candidate", model_dir, metadata=info)
     return {
+        "ranker_cross_validated": ranker,
         "model_uri": str(model_dir),
         "candidate_version": version,
         "sid_version": sidmap.version,
         "best_valid_hr10": info.get("best_valid"),
         "train_seconds": info.get("train_seconds"),
     }
+
+
+def train_ranker(cfg: Config, model_dir: Path, train_ex: pd.DataFrame, valid_ex: pd.DataFrame) -> dict:
+    """The ranking stage for a freshly trained model, written into its ranker/ so that promotion and export carry
+    it: it learns from the validation rows (counts fit on the training rows, the model's beams), serves counts
+    refit on both. Returns its cross-validated metrics on those rows (the gate scores the model alone)."""
+    from components.ranking.artifact import DIR_NAME
+    from components.ranking.train import fit_ranker
+
+    artifact = fit_ranker(
+        train_ex,
+        valid_ex,
+        pd.concat([train_ex, valid_ex], ignore_index=True),
+        [model_dir],
+        cfg.eval.beam_size,
+        cfg.eval.batch_size,
+        cfg.train.device,
+        tuple(cfg.eval.ks),
+    )
+    artifact.save(model_dir / DIR_NAME)
+    return artifact.meta["cross_validated"]
 
 
 def evaluate_and_gate(
@@ -222,7 +245,9 @@ def promote(
 
 
 def export(config_path: str | None = None, overrides: dict | None = None) -> dict:
-    """Export the production model to the Triton model repository (a new numeric model version)."""
+    """Export the production model to the Triton model repository (a new numeric model version); with
+    serving.ranker, with the ranker its training step wrote (the export fails, naming it, if there is none)."""
+    from components.ranking.artifact import DIR_NAME
     from components.serving.export import export_triton_repository
 
     cfg = _cfg(config_path, overrides)
@@ -236,6 +261,7 @@ def export(config_path: str | None = None, overrides: dict | None = None) -> dic
         cfg.serving.model_name,
         model_version_label=store.latest_version("model"),
         blend_weight=cfg.serving.blend_weight,
+        ranker_dir=model_dir / DIR_NAME if cfg.serving.ranker else None,
     )
 
 

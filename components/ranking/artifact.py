@@ -21,6 +21,7 @@ from components.ranking.candidates import ItemStats, candidate_rows, feature_nam
 from components.ranking.ranker import rerank
 
 FORMAT = "sidrec-ranker/1"
+DIR_NAME = "ranker"  # a model dir's ranker (training step) and a Triton version's (export)
 MODEL_FILE, STATS_FILE, META_FILE = "ranker.txt", "item_stats.json", "ranker.json"
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from components.config import PROJECT_ROOT
 
 TEMPLATE = PROJECT_ROOT / "serving" / "model_repository" / "sidrec"
-RANKER_DIR = "ranker"  # inside a version directory
 RUNTIME_MODULES = [
     "components/__init__.py",
     "components/decoding/__init__.py",
@@ -90,15 +89,18 @@ def build_version_dir(
 ) -> Path:
     """Assemble one self-contained Triton model version directory (one model, or an ensemble's members, and
     the ranker when there is one)."""
+    from components.ranking.artifact import DIR_NAME
+
     target.mkdir(parents=True, exist_ok=True)
     if ranker_dir is not None:
-        shutil.copytree(ranker_dir, target / RANKER_DIR, dirs_exist_ok=True)
+        shutil.copytree(ranker_dir, target / DIR_NAME, dirs_exist_ok=True)
     for index, member in enumerate(_as_list(model_dir)):
         shutil.copytree(
             member,
             target / member_dir_name(index),
             dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("work", "checkpoint.pt", "*.png", "history.json"),
+            # a model dir's own ranker/ is served from the version's ranker/ when asked for, never from here
+            ignore=shutil.ignore_patterns("work", "checkpoint.pt", "*.png", "history.json", DIR_NAME),
         )
     for rel in RUNTIME_MODULES:
         dest = target / "runtime" / rel

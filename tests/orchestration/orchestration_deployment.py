@@ -28,7 +28,7 @@ def write_tiny_deployment(root: Path, seed: int, max_steps: int, eval_examples: 
         "train": {"batch_size": 16, "lr": 0.01, "max_steps": max_steps, "torch_threads": 1},
         "eval": {"beam_size": 10, "max_examples": eval_examples},
         "reasoning": {"paths_per_user": 1, "prefixes_per_path": 3, "max_rationale_tokens": 4},
-        "serving": {"model_repository": str(root / "triton_repo")},
+        "serving": {"model_repository": str(root / "triton_repo"), "ranker": True},
     }
     (root / "deploy.yaml").write_text(yaml.safe_dump(config))
     return root / "deploy.yaml"

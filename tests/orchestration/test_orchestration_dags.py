@@ -93,6 +93,9 @@ def test_pipeline_runs_end_to_end_with_dag_test(airflow_env):
     prefixes = pd.concat([pd.read_parquet(p) for p in shards])
     assert prefixes.user_id.nunique() == 60  # every active user, split over two mapped shards
     assert (airflow_env / "triton_repo" / "sidrec" / "1" / "model.py").exists()
+    # serving.ranker: training wrote the model's ranker, the export serves it
+    assert (airflow_env / "triton_repo" / "sidrec" / "1" / "ranker" / "ranker.txt").exists()
+    assert not (airflow_env / "triton_repo" / "sidrec" / "1" / "model" / "ranker").exists()
     # idempotent: re-running the features DAG on unchanged inputs publishes no new curated version
     before = store.list_versions("curated")
     _dags_test("sidrec_features", airflow_env)

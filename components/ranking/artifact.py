@@ -88,6 +88,7 @@ class RankerArtifact:
         directory = Path(directory)
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the ranker from a server running as another user
         self.booster.save_model(str(staging / MODEL_FILE))
         (staging / STATS_FILE).write_text(json.dumps(stats_to_dict(self.stats)))
         meta = {

@@ -68,6 +68,7 @@ def test_ranker_directory_round_trips_and_bad_ones_are_named(ranked_setup, tmp_p
     _, _, sidmap, stats, histories, _, ranker = ranked_setup
     ranker.meta["note"] = "first"
     path = ranker.save(tmp_path / "ranker")
+    assert path.stat().st_mode & 0o777 == 0o755  # readable by a server running as another user
     loaded = RankerArtifact.load(path)
     assert loaded.stats.successors == stats.successors and loaded.stats.popularity == stats.popularity
     assert loaded.features == ranker.features and loaded.meta["note"] == "first"

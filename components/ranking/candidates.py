@@ -4,7 +4,8 @@ Sources, per row (user history h, most recent last):
 - the generative model's beam (item, log-prob), when there is one;
 - the last item's 30 most frequent successors;
 - successors of the last `window` items, each item's counts divided by its distance from the end (top 30);
-- items bought up to `window` positions before a target, counted from those items (top 20);
+- "nearby": items bought two to `window` purchases after one of the last `window` items (counted from training
+  examples whose history holds that item 2..window places before the target), weighted by distance (top 20);
 - two-step successors: sum over the last item's successors j of P(j | last) P(i | j) (top 20);
 - the 20 most bought items, and the last `window` items of the history itself (repeat purchases).
 Counts come from training examples only (ItemStats.from_examples), so features of valid rows are fit on train

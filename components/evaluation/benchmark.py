@@ -6,8 +6,11 @@ the train-period events, the one scored on test SIDs rebuilt from the train- and
 Markov and SASRec see valid's transitions), so the scored split's interactions never reach the item codes.
 The generative model's epoch count is chosen on valid, then it is retrained on train + valid for that many
 epochs and scored on test. With eval.ensemble_size N > 1, N - 1 more seeds are trained for the selected epoch
-count at both stages and the N models are also scored decoded together. A finished model directory with the
-same settings is reused, so a rerun of the same command resumes instead of retraining.
+count at both stages and the N models are also scored decoded together. eval.blend_transitions adds the
+hybrid (the candidates blended with last-item transitions, weight chosen on valid), eval.rerank the ranking
+stage (the candidates pooled with co-occurrence ones and reordered by a ranker learnt on valid rows) and, as a
+baseline, the same ranker without the generative model. A finished model directory with the same settings is
+reused, so a rerun of the same command resumes instead of retraining.
 """
 
 from __future__ import annotations

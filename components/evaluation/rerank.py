@@ -7,14 +7,14 @@ ranked by the ranker trained on all valid rows. Nothing is chosen on test.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import pandas as pd
 
 from components.evaluation.metrics import hit_rate_ndcg
 from components.ranking.candidates import ItemStats, candidate_rows
-from components.ranking.ranker import cross_validated, rerank, train_ranker
+from components.ranking.ranker import rerank
+from components.ranking.train import learn_ranker
 
 Beams = Sequence[Sequence[tuple[str, float]]]
 
@@ -33,25 +33,16 @@ def score_ranker(
     scored: split -> the examples scored. beams / codes: split -> the generative candidates / the SID codes of
     the map that split's model uses; leave them out for the ranker without a generative model.
     """
-    k = max(ks)
-    rows = {}
-    for split in ("valid", "test"):
-        stats = ItemStats.from_examples(fits[split]["history"], fits[split]["target"])
-        rows[split] = candidate_rows(
-            scored[split]["history"],
-            stats,
-            beams[split] if beams else None,
-            codes[split] if codes else None,
-        )
-    targets = {split: scored[split]["target"].astype(str).tolist() for split in rows}
-    out: dict[str, dict] = {}
-    cv = cross_validated(rows["valid"], targets["valid"], k)
-    out["valid"] = hit_rate_ndcg([[item for item, _ in row] for row in cv], targets["valid"], ks)
-    t0 = time.perf_counter()
-    booster = train_ranker(rows["valid"], targets["valid"])
-    seconds = round(time.perf_counter() - t0, 1)
-    ranked = rerank(booster, rows["test"], k)
-    out["test"] = hit_rate_ndcg([[item for item, _ in row] for row in ranked], targets["test"], ks)
-    for split in out:
-        out[split].update({"invalid_rate": 0.0, "train_seconds": seconds})
-    return out
+    booster, meta = learn_ranker(
+        fits["valid"], scored["valid"], beams["valid"] if beams else None, codes["valid"] if codes else None, tuple(ks)
+    )
+    stats = ItemStats.from_examples(fits["test"]["history"], fits["test"]["target"])
+    rows = candidate_rows(
+        scored["test"]["history"], stats, beams["test"] if beams else None, codes["test"] if codes else None
+    )
+    ranked = rerank(booster, rows, max(ks))
+    test = hit_rate_ndcg(
+        [[item for item, _ in row] for row in ranked], scored["test"]["target"].astype(str).tolist(), ks
+    )
+    extra = {"invalid_rate": 0.0, "train_seconds": meta["train_seconds"]}
+    return {"valid": {**meta["cross_validated"], **extra}, "test": {**test, **extra}}

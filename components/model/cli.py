@@ -95,12 +95,11 @@ def ranker(
     artifact = fit_ranker(
         fit,
         rank,
-        pd.concat([fit, rank], ignore_index=True),
-        [Path(d) for d in model_dir] if model_dir else None,
-        cfg.eval.beam_size,
-        cfg.eval.batch_size,
-        cfg.train.device,
-        tuple(cfg.eval.ks),
+        model_dirs=[Path(d) for d in model_dir] if model_dir else None,
+        beam_size=cfg.eval.beam_size,
+        batch_size=cfg.eval.batch_size,
+        device=cfg.train.device,
+        ks=tuple(cfg.eval.ks),
     )
     artifact.meta.update({"fit_splits": fit_split, "rank_split": rank_split})
     path = artifact.save(Path(out))

@@ -158,12 +158,11 @@ def train_ranker(cfg: Config, model_dir: Path, train_ex: pd.DataFrame, valid_ex:
     artifact = fit_ranker(
         train_ex,
         valid_ex,
-        pd.concat([train_ex, valid_ex], ignore_index=True),
-        [model_dir],
-        cfg.eval.beam_size,
-        cfg.eval.batch_size,
-        cfg.train.device,
-        tuple(cfg.eval.ks),
+        model_dirs=[model_dir],
+        beam_size=cfg.eval.beam_size,
+        batch_size=cfg.eval.batch_size,
+        device=cfg.train.device,
+        ks=tuple(cfg.eval.ks),
     )
     artifact.save(model_dir / DIR_NAME)
     return artifact.meta["cross_validated"]

@@ -14,6 +14,7 @@ and features of test rows on train + valid, as every baseline is.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -71,11 +72,19 @@ class ItemStats:
                 stats.nearby.setdefault(str(item), Counter())[target] += 1
         return stats
 
-    def popularity_rank(self, item: str) -> int:
-        """0 for the most bought item; items never bought rank after all others."""
+    def _popularity_ranks(self) -> dict[str, int]:
+        """item -> rank by purchases, best first (computed once: every request reads it)."""
         if self._ranks is None:
             self._ranks = {i: r for r, (i, _) in enumerate(self.popularity.most_common())}
-        return self._ranks.get(item, len(self._ranks))
+        return self._ranks
+
+    def popularity_rank(self, item: str) -> int:
+        """0 for the most bought item; items never bought rank after all others."""
+        ranks = self._popularity_ranks()
+        return ranks.get(item, len(ranks))
+
+    def most_bought(self, n: int) -> list[str]:
+        return list(itertools.islice(self._popularity_ranks(), n))
 
 
 def sid_codes(sidmap) -> dict[str, tuple[int, ...]]:
@@ -83,8 +92,8 @@ def sid_codes(sidmap) -> dict[str, tuple[int, ...]]:
     return {item: tuple(int(c) for c in row) for item, row in zip(sidmap.item_ids, sidmap.codes, strict=True)}
 
 
-def _top(counter: Counter | dict, n: int) -> list[str]:
-    return [item for item, _ in Counter(counter).most_common(n)]
+def _top(counter: Counter, n: int) -> list[str]:
+    return [item for item, _ in counter.most_common(n)]
 
 
 def candidate_features(
@@ -131,7 +140,7 @@ def candidate_features(
         *_top(recent_successors, 30),
         *_top(recent_nearby, 20),
         *_top(two_step, 20),
-        *_top(stats.popularity, 20),
+        *stats.most_bought(20),
         *reversed(history[-window:]),
     ]
     for item in pooled:

@@ -95,8 +95,9 @@ def test_compose_airflow_commands_are_real_subcommands():
 
 def test_compose_secrets_come_from_env_file_only():
     text = (INFRA / "docker-compose.yml").read_text()
-    needed = set(re.findall(r"\$\{(\w+)\}", text))
-    needed |= set(re.findall(r"\$\{(\w+):\?", (INFRA / "seaweedfs" / "entrypoint.sh").read_text()))
+    needed = set(re.findall(r"\$\{(\w+)(?::?[-?][^}]*)?\}", text))
+    for script in [INFRA / "seaweedfs" / "entrypoint.sh", INFRA / "airflow" / "create-admin.sh"]:
+        needed |= set(re.findall(r"\$\{(\w+):\?", script.read_text()))
     declared = {
         line.split("=")[0]
         for line in (INFRA / ".env.example").read_text().splitlines()

@@ -1,52 +1,70 @@
-"""The `sidrec` console command: one subcommand group per pipeline step.
+"""The `sidrec` console command: one subcommand group per package of components/, named after it.
 
-Each group lives in its step's `cli.py` and exposes a `typer.Typer` named `app`. Those modules import
-only typer at module level (heavy imports happen inside commands) so `sidrec --help` stays fast.
+Each group lives in its package's `cli.py` as a `typer.Typer` named `app`. Expected errors (SidrecError and its
+subclasses: bad input, a missing or foreign artifact, a refused action) print one line and exit with status 2;
+`sidrec --debug ...` shows their traceback. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import typer
 
-app = typer.Typer(
+GROUPS: dict[str, tuple[str, str]] = {
+    "data": ("components.data.cli", "Ingest and validate catalog/events; synthetic data."),
+    "store": ("components.store.cli", "Artifact store (local or S3): list, show, fetch, gc."),
+    "sids": ("components.sids.cli", "Semantic IDs: build, refresh on catalog change, benchmark."),
+    "features": ("components.features.cli", "Feast feature repository: apply, materialize."),
+    "training": ("components.training.cli", "Train a model directory, its transitions, a ranking stage."),
+    "evaluation": ("components.evaluation.cli", "Score a model (as served) or the baselines on a split."),
+    "reasoning": ("components.reasoning.cli", "OneRec-Think: rationales, reasoning training, think-ahead, compare."),
+    "serving": ("components.serving.cli", "Export a model dir to a Triton repository; recommend via the client."),
+    "pipeline": ("components.pipeline.cli", "Run one production step by hand, as the DAGs do (gate included)."),
+    "local": ("components.local.cli", "Local servers on 127.0.0.1: Airflow, Triton, S3."),
+}
+
+
+class _App(typer.Typer):
+    """The sidrec Typer; called as the console script, it prints expected errors as one line (module docstring)."""
+
+    def __call__(self, *args, **kwargs):
+        from components.errors import SidrecError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except SidrecError as exc:
+            if os.environ.get("SIDREC_DEBUG"):
+                raise
+            typer.secho(f"error: {exc}".splitlines()[0], fg="red", err=True)
+            sys.exit(2)
+
+
+app = _App(
     name="sidrec",
-    help="LLM generative recommender with Semantic IDs: data, SIDs, training, reasoning, serving.",
+    help="LLM generative recommender with Semantic IDs: data, SIDs, training, reasoning, serving, pipeline.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-# subcommand -> (module holding `app`, help)
-GROUPS: dict[str, tuple[str, str]] = {
-    "data": ("components.data.cli", "Ingest and validate catalog/events; synthetic data."),
-    "store": ("components.store.cli", "Artifact store (local or S3): list, inspect, local S3 server."),
-    "sids": ("components.sids.cli", "Semantic IDs: build, refresh on catalog change, benchmark."),
-    "train": ("components.model.cli", "Train the generative recommender (alignment + next-item)."),
-    "evaluate": ("components.evaluation.cli", "Evaluate models and baselines; `evaluate benchmark`."),
-    "reason": ("components.reasoning.cli", "OneRec-Think: rationales, reasoning training, think-ahead."),
-    "features": ("components.features.cli", "Feast feature repository: apply, materialize, examples."),
-    "export": ("components.serving.export_cli", "Export the model to a versioned Triton model repository."),
-    "serve": ("components.serving.cli", "Run the Triton server; recommend through the thin client."),
-    "airflow": ("components.orchestration.cli", "Local Airflow: init, start, trigger, screenshot."),
-}
-
 for _name, (_module, _help) in GROUPS.items():
-    try:
-        _sub = importlib.import_module(_module).app
-    except ModuleNotFoundError as exc:  # a step not installed in this build: say so instead of crashing
-        if exc.name != _module:
-            raise
-        continue
-    app.add_typer(_sub, name=_name, help=_help)
+    app.add_typer(importlib.import_module(_module).app, name=_name, help=_help)
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show the traceback of expected errors too.")) -> None:
+    """LLM generative recommender with Semantic IDs."""
+    if debug:
+        os.environ["SIDREC_DEBUG"] = "1"
 
 
 @app.command()
 def demo(
-    config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
-    quick: bool = typer.Option(False, help="Tiny model and few steps: a smoke run in a few minutes."),
+    config: str = typer.Option(None, help="Deployment YAML (default: configs/demo.yaml)."),
+    quick: bool = typer.Option(False, help="60 training steps and 20 users: a smoke run of a few minutes."),
 ) -> None:
-    """Run the main job end to end on the bundled amazon-industrial data."""
+    """Run the production pipeline end to end on the bundled amazon-industrial data, then serve three users."""
     from components.demo import run_demo
 
     run_demo(config, quick=quick)
@@ -54,13 +72,17 @@ def demo(
 
 @app.command("benchmark")
 def benchmark(
-    config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
-    out: str = typer.Option("runs/benchmark", help="Where the markdown table and metrics go."),
+    config: str = typer.Option("configs/benchmark.yaml", help="Benchmark YAML: dataset, model and `benchmark:`."),
+    out: str = typer.Option("runs/benchmark", help="Where table.md and metrics.json go."),
+    valid_only: bool = typer.Option(False, help="Only the valid half (selection): no retrain, no test reading."),
+    overrides: str = typer.Option(None, help='JSON merged into the config, e.g. \'{"train": {"epochs": 3}}\'.'),
 ) -> None:
-    """Train and score the generative model and every baseline on amazon-industrial; write a table."""
-    from components.evaluation.benchmark import run_benchmark
+    """Train and score the generative model and every baseline on a dataset's splits; write a table."""
+    import json
 
-    run_benchmark(config, out)
+    from experiments.benchmark import run_benchmark  # the CLI's one link to the experiment side
+
+    run_benchmark(config, out, valid_only=valid_only, overrides=json.loads(overrides) if overrides else None)
 
 
 if __name__ == "__main__":

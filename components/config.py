@@ -122,24 +122,16 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
+    """How models are scored: the cut-offs, the decoding batch, and how many rows pick epochs / feed the gate."""
+
     ks: list[int] = Field(default_factory=lambda: [3, 5, 10])
-    beam_size: int = 20
     batch_size: int = 16
+    # rows sampled from the selection split to pick the best epoch, and from the gate's holdout to compare models
     max_examples: int | None = None
-    # `sidrec benchmark`: also train the generative model from seeds seed+1 .. seed+N-1 (the epoch count selected
-    # for the first) and score the N models decoded together (decoding.beam ensembles), beside the single model
-    ensemble_size: int = Field(default=1, ge=1)
-    # how many of those models (and the retrained ones for test) train at once, one process each
-    ensemble_jobs: int = Field(default=1, ge=1)
-    # `sidrec benchmark`: retrain the selected run as the planned schedule stopped at the selected epoch (as the
-    # checkpoint was reached) instead of a shorter schedule that decays fully (benchmark.selected_run)
-    replay_schedule: bool = False
-    # `sidrec benchmark`: also report the generative model (the ensemble, if any) blended with last-item transition
-    # probabilities, the weight chosen on valid (evaluation.blend); a hybrid row beside the generative ones
-    blend_transitions: bool = False
-    # `sidrec benchmark`: also report a LightGBM ranker over co-occurrence candidates (a baseline row) and over the
-    # generative candidates (the ensemble, if any) pooled with them (components.ranking), trained on valid
-    rerank: bool = False
+    # the promotion gate (evaluation.gate): the candidate must beat the baselines on this metric and be at most
+    # `gate_tolerance` below the production model on it
+    gate_metric: str = "NDCG@10"
+    gate_tolerance: float = Field(0.0, ge=0.0)
 
 
 class ReasoningConfig(_Section):
@@ -151,27 +143,45 @@ class ReasoningConfig(_Section):
     temperature: float = 0.8
     max_rationale_tokens: int = 48
     max_users: int | None = None  # think-ahead only the N most recently active users (None = all)
+    shards: int = Field(4, ge=1)  # think-ahead shards to fan out over (KFP ParallelFor; Airflow: mapped tasks)
 
 
 class FeaturesConfig(_Section):
     repo_path: str = "feature_repo"
+    # Feast's registry: None = a file in this run's feature repo (one machine); a shared path or s3://bucket/key
+    # when tasks run in their own pods (the client and every task then read the same registry)
+    registry: str | None = None
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_connection: str = "127.0.0.1:6379"
 
 
 class ServingConfig(_Section):
+    """What is served and how: read by export (CLI and Airflow), the Triton backend (through the exported
+    recommender.json), the client, and evaluation (which scores what would be served)."""
+
     triton_url: str = "127.0.0.1:8001"
     protocol: Literal["grpc", "http"] = "grpc"
     model_name: str = "sidrec"
     model_repository: str = "runs/triton_repo"
-    timeout_s: float = 2.0
-    retries: int = 2
-    backoff_s: float = 0.1
-    # > 0 serves the hybrid (beam candidates mixed with last-item transitions, decoding.transitions); the
-    # benchmark's blend_weight is the value chosen on valid
+    # the client: one total time budget per request (fallback included), retries only while it lasts, and a
+    # circuit breaker per dependency (online store, Triton) that stops waiting for a dead one
+    budget_s: float = Field(0.3, gt=0)
+    retries: int = Field(1, ge=0)
+    backoff_s: float = Field(0.01, ge=0)
+    breaker_failures: int = Field(3, ge=1)  # consecutive failures that open a breaker
+    breaker_reset_s: float = Field(5.0, gt=0)  # an open breaker lets one trial request through after this
+    # constrained beam width; a ranker must have been learnt on beams of this width
+    beam_size: int = Field(20, ge=1)
+    # the largest k a request may ask for (a larger k is refused with a message, never silently cut)
+    max_k: int = Field(50, ge=1)
+    # Triton instance kind: "gpu" needs a GPU where Triton runs (not where export runs), "auto" = gpu when the
+    # exporting host has one
+    kind: Literal["cpu", "gpu", "auto"] = "auto"
+    # weights' dtype at serving time: "auto" = float16 on a GPU, float32 on the CPU
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "auto"
+    # > 0 serves the hybrid (beam candidates mixed with last-item transitions, runtime.transitions)
     blend_weight: float = Field(0.0, ge=0.0, le=1.0)
-    # serve the ranking stage instead (components.ranking): the training step fits a ranker on the validation
-    # rows into the model dir's ranker/ and the export serves it
+    # serve the ranking stage (runtime.ranker): the training step learns one into the model dir's ranker/
     ranker: bool = False
 
 
@@ -189,6 +199,8 @@ class Config(_Section):
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    # settings of `sidrec benchmark` (experiments/benchmark.py validates them); the product never reads them
+    benchmark: dict = Field(default_factory=dict)
 
     def path(self, relative_or_uri: str) -> str:
         """Resolve a configured location: URIs pass through, relative paths are anchored at the project root."""

@@ -44,6 +44,22 @@ def record_failure(context) -> None:
     )
 
 
+def upstream_versions(asset: Asset, names: dict[str, str]) -> dict[str, str | None]:
+    """The artifact versions this run works on: from the asset event that triggered it (its extra), else (a
+    scheduled or manual run) what the store's LATEST pointers name now, read once here and handed down.
+
+    names: key in the event's extra -> artifact name in the store, e.g. {"sid_version": "sid_map"}."""
+    from airflow.sdk import get_current_context
+
+    from components.pipeline import steps
+
+    events = get_current_context().get("triggering_asset_events") or {}
+    extra = dict(events[asset][-1].extra or {}) if asset in events and events[asset] else {}
+    out = {key: extra.get(key) or steps.resolve(config_path(), None, name) for key, name in names.items()}
+    log.info("sidrec versions (%s): %s", "asset event" if extra else "latest", out)
+    return out
+
+
 def log_metrics(step: str, result: dict) -> dict:
     """Metrics in the task log (and returned into XCom by the caller)."""
     log.info("sidrec %s: %s", step, json.dumps(result, default=str))

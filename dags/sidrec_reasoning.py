@@ -1,9 +1,10 @@
 """
 ### sidrec_reasoning
-Daily, and whenever the **sidrec_model** asset changes: offline OneRec-Think think-ahead. Active users are
-split into shards processed in parallel (dynamic task mapping); each shard samples reasoning paths and keeps
-the pooled 2-token SID prefixes per user. The shards are then published as one `prefixes` artifact version
-and loaded into the Feast online store, where the serving client picks them up.
+Daily, and whenever the **sidrec_model** asset changes: offline OneRec-Think think-ahead with the promoted model.
+Active users are split into shards processed in parallel (dynamic task mapping); each shard samples reasoning
+paths, keeps the pooled SID prefixes per user and publishes them as a shard version. The shards are then
+published as one `prefixes` artifact version and loaded into the Feast online store, where the serving client
+picks them up.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared wiring beside the DAG files
-from sidrec_common import DEFAULT_ARGS, MODEL, START, config_path, log_metrics  # noqa: E402
-
-N_SHARDS = int(os.environ.get("SIDREC_REASONING_SHARDS", "4"))
+from sidrec_common import DEFAULT_ARGS, MODEL, START, config_path, log_metrics, upstream_versions  # noqa: E402
 
 
 @dag(
@@ -33,27 +32,54 @@ N_SHARDS = int(os.environ.get("SIDREC_REASONING_SHARDS", "4"))
 )
 def sidrec_reasoning():
     @task
-    def plan_shards() -> list[int]:
-        from components.orchestration import steps
+    def versions() -> dict:
+        return upstream_versions(
+            MODEL, {"model_version": "model", "sid_version": "sid_map", "curated_version": "curated"}
+        )
 
-        log_metrics("active_users", steps.active_users(config_path()))
-        return list(range(N_SHARDS))
+    @task.short_circuit
+    def model_ready(inputs: dict) -> bool:
+        return all(inputs.values())
+
+    @task
+    def plan_shards(inputs: dict) -> list[dict]:
+        from components.config import load_config
+        from components.pipeline import steps
+
+        log_metrics("active_users", steps.active_users(config_path(), None, inputs["curated_version"]))
+        shards = load_config(config_path()).reasoning.shards
+        return [{**inputs, "shard": shard, "n_shards": shards} for shard in range(shards)]
 
     @task(max_active_tis_per_dag=4)
-    def think_ahead(shard: int) -> dict:
-        from components.orchestration import steps
+    def think_ahead(job: dict) -> dict:
+        from components.pipeline import steps
 
-        return log_metrics("think_ahead", steps.think_ahead(config_path(), shard=shard, n_shards=N_SHARDS))
+        result = steps.think_ahead(
+            config_path(), None, job["model_version"], job["curated_version"], job["shard"], job["n_shards"]
+        )
+        return log_metrics("think_ahead", {**job, **result})
 
     @task
     def publish(results: list[dict]) -> dict:
-        from components.orchestration import steps
+        from components.pipeline import steps
 
-        if any(r.get("reason") for r in results):
-            return {"skipped": results[0].get("reason")}
-        return log_metrics("publish_prefixes", steps.publish_prefixes(config_path(), n_shards=N_SHARDS))
+        first = results[0]
+        return log_metrics(
+            "publish_prefixes",
+            steps.publish_prefixes(
+                config_path(),
+                None,
+                [r["shard_version"] for r in sorted(results, key=lambda r: r["shard"])],
+                first["model_version"],
+                first["curated_version"],
+                first["sid_version"],
+            ),
+        )
 
-    publish(think_ahead.expand(shard=plan_shards()))
+    inputs = versions()
+    jobs = plan_shards(inputs)
+    model_ready(inputs) >> jobs
+    publish(think_ahead.expand(job=jobs))
 
 
 sidrec_reasoning()

@@ -1,8 +1,8 @@
 """
 ### sidrec_sid_refresh
 Runs when the **sidrec_catalog** asset changes: assigns SIDs to new items with the existing codebooks and
-measures drift. When drift crosses the configured thresholds it builds a new SID version and updates the
-**sidrec_sid_map** asset — which triggers `sidrec_training` (retraining on catalog drift).
+measures drift. When drift crosses the configured thresholds it builds a new SID version. A new SID version
+updates the **sidrec_sid_map** asset (extra: SID and curated versions), which triggers `sidrec_training`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ import sys
 from airflow.sdk import dag, task
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared wiring beside the DAG files
-from sidrec_common import CATALOG, DEFAULT_ARGS, SID_MAP, START, config_path, log_metrics  # noqa: E402
+from sidrec_common import (  # noqa: E402
+    CATALOG,
+    DEFAULT_ARGS,
+    SID_MAP,
+    START,
+    config_path,
+    log_metrics,
+    upstream_versions,
+)
 
 
 @dag(
@@ -28,20 +36,27 @@ from sidrec_common import CATALOG, DEFAULT_ARGS, SID_MAP, START, config_path, lo
 )
 def sidrec_sid_refresh():
     @task
-    def refresh() -> dict:
-        from components.orchestration import steps
+    def versions() -> dict:
+        return upstream_versions(CATALOG, {"curated_version": "curated"})
 
-        return log_metrics("sid_refresh", steps.sid_refresh(config_path()))
+    @task
+    def refresh(inputs: dict) -> dict:
+        from components.pipeline import steps
+
+        result = steps.sid_refresh(config_path(), curated_version=inputs["curated_version"])
+        return log_metrics("sid_refresh", {**result, "curated_version": inputs["curated_version"]})
 
     @task.short_circuit
     def new_sid_version(result: dict) -> bool:
         return bool(result["new_sid_version"])
 
     @task(outlets=[SID_MAP])
-    def announce_sid_map(result: dict) -> dict:
-        return {"sid_version": result["sid_version"], "action": result["action"]}
+    def announce_sid_map(result: dict, *, outlet_events=None) -> dict:
+        extra = {k: result[k] for k in ("sid_version", "curated_version", "action")}
+        outlet_events[SID_MAP].extra = extra
+        return extra
 
-    result = refresh()
+    result = refresh(versions())
     new_sid_version(result) >> announce_sid_map(result)
 
 

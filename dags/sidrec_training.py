@@ -1,10 +1,11 @@
 """
 ### sidrec_training
-Weekly, and whenever the **sidrec_sid_map** asset changes: point-in-time examples from Feast, fine-tuning
-(with `serving.ranker`, also the ranking stage, learnt on the validation rows and carried in the model dir),
-evaluation against the production model and the baselines, promotion only if better (the gate's numbers are
-in the task log and XCom), export to the Triton model repository. Updates the **sidrec_model** asset.
-Ops can promote a refused candidate by triggering with conf `{"promote_anyway": true}` (logged as such).
+Weekly, and whenever the **sidrec_sid_map** asset changes: point-in-time examples from Feast (train / select /
+gate rows), fine-tuning (epochs picked on the select rows; with `serving.ranker` also the ranking stage), the gate
+against the production model and the baselines on the gate rows (its numbers in the task log and XCom), promotion
+only if it passes, export of the promoted version to the Triton model repository. Updates the **sidrec_model**
+asset (extra: model, SID and curated versions). Ops can promote a refused candidate by triggering with conf
+`{"promote_anyway": true}` (logged as such).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared wiring beside the DAG files
-from sidrec_common import DEFAULT_ARGS, MODEL, SID_MAP, START, config_path, log_metrics  # noqa: E402
+from sidrec_common import (  # noqa: E402
+    DEFAULT_ARGS,
+    MODEL,
+    SID_MAP,
+    START,
+    config_path,
+    log_metrics,
+    upstream_versions,
+)
 
 
 @dag(
@@ -33,61 +42,64 @@ from sidrec_common import DEFAULT_ARGS, MODEL, SID_MAP, START, config_path, log_
 )
 def sidrec_training():
     @task
-    def materialize() -> dict:
-        from components.orchestration import steps
+    def versions() -> dict:
+        return upstream_versions(SID_MAP, {"sid_version": "sid_map", "curated_version": "curated"})
 
-        return log_metrics("features_materialize", steps.features_materialize(config_path()))
+    @task.short_circuit
+    def sids_ready(inputs: dict) -> bool:
+        """A first deployment has no SID map yet: skip; the sid_map asset triggers training once it exists."""
+        return bool(inputs["sid_version"] and inputs["curated_version"])
 
     @task
-    def build_examples(features: dict) -> dict:
-        from components.orchestration import steps
+    def build_examples(inputs: dict) -> dict:
+        from components.pipeline import steps
 
-        return log_metrics("build_examples", steps.build_examples(config_path()))
+        result = steps.build_examples(config_path(), None, inputs["curated_version"], inputs["sid_version"])
+        return log_metrics("build_examples", {**inputs, **result})
 
     @task
     def train(examples: dict) -> dict:
-        from components.orchestration import steps
+        from components.pipeline import steps
 
-        return log_metrics("train", steps.train(config_path(), examples_uri=examples["examples_uri"]))
+        result = steps.train(
+            config_path(), None, examples["examples_version"], examples["sid_version"], examples["curated_version"]
+        )
+        return log_metrics("train", {**examples, **result})
 
     @task
-    def evaluate_and_gate(trained: dict, examples: dict) -> dict:
-        from components.orchestration import steps
+    def evaluate_and_gate(trained: dict) -> dict:
+        from components.pipeline import steps
 
-        return log_metrics(
-            "gate",
-            steps.evaluate_and_gate(
-                config_path(), model_uri=trained["model_uri"], examples_uri=examples["examples_uri"]
-            ),
-        )
+        result = steps.evaluate_and_gate(config_path(), None, trained["candidate_version"], trained["examples_version"])
+        return log_metrics("gate", {**{k: trained[k] for k in ("sid_version", "curated_version")}, **result})
 
     @task.short_circuit
     def promoted(gate: dict) -> bool:
         """Export only what the gate promoted, unless ops trigger with conf {"promote_anyway": true}."""
-        if gate["promoted"]:
-            return True
-        if get_current_context()["params"].get("promote_anyway"):
-            from components.orchestration import steps
-
-            log_metrics("promote (ops override)", steps.promote(config_path(), reason="airflow promote_anyway"))
-            return True
-        return False
+        return gate["promoted"] or bool(get_current_context()["params"].get("promote_anyway"))
 
     @task(outlets=[MODEL])
-    def export(gate: dict) -> dict:
-        from components.orchestration import steps
+    def export(gate: dict, *, outlet_events=None) -> dict:
+        from components.pipeline import steps
 
-        return log_metrics("export", steps.export(config_path()))
+        model_version = gate.get("model_version")
+        if model_version is None:  # promoted() let it through: the ops override
+            model_version = log_metrics(
+                "promote (ops override)",
+                steps.promote(config_path(), None, gate["candidate_version"], "airflow promote_anyway"),
+            )["model_version"]
+        result = log_metrics("export", steps.export(config_path(), None, model_version))
+        outlet_events[MODEL].extra = {
+            "model_version": model_version,
+            "sid_version": gate["sid_version"],
+            "curated_version": gate["curated_version"],
+        }
+        return result
 
-    @task.short_circuit
-    def sids_ready(features: dict) -> bool:
-        """A first deployment has no SID map yet: skip this run; the sid_map asset triggers training once it exists."""
-        return "skipped" not in features
-
-    features = materialize()
-    examples = build_examples(features)
-    sids_ready(features) >> examples
-    gate = evaluate_and_gate(train(examples), examples)
+    inputs = versions()
+    examples = build_examples(inputs)
+    sids_ready(inputs) >> examples
+    gate = evaluate_and_gate(train(examples))
     promoted(gate) >> export(gate)
 
 

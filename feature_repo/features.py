@@ -9,11 +9,12 @@ from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.types import Array, Float64, Int64, String
+from feast.value_type import ValueType
 
 DATA = Path(__file__).resolve().parent / "data"
 
-user = Entity(name="user", join_keys=["user_id"], description="A customer.")
-item = Entity(name="item", join_keys=["item_id"], description="A catalog item.")
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING, description="A customer.")
+item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING, description="A catalog item.")
 
 user_history_source = FileSource(
     name="user_history_source", path=str(DATA / "user_history.parquet"), timestamp_field="event_timestamp"
@@ -59,10 +60,11 @@ user_prefixes = FeatureView(
     entities=[user],
     ttl=timedelta(days=30),
     schema=[
-        Field(name="prefixes", dtype=Array(String), description="think-ahead 2-token SID prefixes, 'a_b'"),
+        Field(name="prefixes", dtype=Array(String), description="think-ahead SID prefixes, '12_7'"),
         Field(name="prefix_scores", dtype=Array(Float64)),
         Field(name="model_version", dtype=String),
         Field(name="sid_version", dtype=String),
+        Field(name="rationale", dtype=String, description="why: the reasoning behind the first prefix"),
     ],
     source=user_prefixes_source,
     description="Offline OneRec-Think prefixes per user.",

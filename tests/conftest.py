@@ -39,6 +39,6 @@ def tiny_config(tmp_path):
 
 @pytest.fixture
 def free_port():
-    from components.utils.procs import free_port as _free_port
+    from components.local.procs import free_port as _free_port
 
     return _free_port

@@ -10,6 +10,8 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
+
 from components.config import Config
 from components.data.readers import read_catalog, read_events
 from components.data.validate import validate_catalog, validate_events
@@ -29,8 +31,6 @@ def ingest(cfg: Config, out_dir: Path | None = None, publish: bool = True) -> di
     out.mkdir(parents=True, exist_ok=True)
     catalog_report.good.to_parquet(out / "catalog.parquet", index=False)
     events_report.good.to_parquet(out / "events.parquet", index=False)
-    import pandas as pd
-
     quarantine = pd.concat(
         [catalog_report.quarantine.assign(table="catalog"), events_report.quarantine.assign(table="events")],
         ignore_index=True,
@@ -55,3 +55,13 @@ def ingest(cfg: Config, out_dir: Path | None = None, publish: bool = True) -> di
         result["version"] = store.publish("curated", out, metadata={k: v for k, v in result.items() if k != "version"})
     log.info("ingest: %s", result)
     return result
+
+
+def read_catalog_for(cfg: Config) -> pd.DataFrame:
+    """The deployment's catalog (data.catalog_uri, local or s3://), typed to the contract."""
+    return read_catalog(cfg.path(cfg.data.catalog_uri), cfg.store.s3_endpoint_url)
+
+
+def read_events_for(cfg: Config) -> pd.DataFrame:
+    """The deployment's event log (data.events_uri, local or s3://), typed to the contract."""
+    return read_events(cfg.path(cfg.data.events_uri), cfg.store.s3_endpoint_url)

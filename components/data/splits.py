@@ -53,3 +53,37 @@ def examples_from_events(events: pd.DataFrame, max_history: int = 10) -> dict[st
     return {
         name: pd.DataFrame(r, columns=["user_id", "history", "target", "event_timestamp"]) for name, r in rows.items()
     }
+
+
+SPLITS = ("train", "valid", "test")
+
+
+def load_splits(splits_dir: str) -> dict[str, pd.DataFrame]:
+    """train, valid and test examples of a split directory."""
+    return {split: load_split_examples(splits_dir, split) for split in SPLITS}
+
+
+def fit_periods(scored_split: str) -> list[str]:
+    """The periods a model scored on `scored_split` is fit on: train for valid, train + valid for test."""
+    periods = {"valid": ["train"], "test": ["train", "valid"]}
+    if scored_split not in periods:
+        raise ValueError(f"only valid and test are scored, not {scored_split!r}")
+    return periods[scored_split]
+
+
+def fit_split(splits: dict[str, pd.DataFrame] | str, scored_split: str) -> pd.DataFrame:
+    """The examples a model scored on `scored_split` is fit on (fit_periods); `splits` is the loaded splits or
+    their directory."""
+    periods = fit_periods(scored_split)
+    frames = splits if isinstance(splits, dict) else {p: load_split_examples(splits, p) for p in periods}
+    return pd.concat([frames[p] for p in periods], ignore_index=True)
+
+
+def fit_period_events(events: pd.DataFrame, scored_split: str) -> pd.DataFrame:
+    """The events a model scored on `scored_split` may be fit on (fit_periods; all of them without a split column).
+
+    Why SIDs are rebuilt for test: an item first bought in the valid period has no collaborative signal in a
+    train-only map (its code comes from its text alone), although the test model trains on its purchases.
+    """
+    periods = fit_periods(scored_split)
+    return events[events["split"].isin(periods)] if "split" in events else events

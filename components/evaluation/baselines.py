@@ -14,7 +14,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from components.decoding.transitions import TransitionTable
+from components.data.splits import fit_split, load_splits
+from components.metrics import hit_rate_ndcg
+from components.runtime.transitions import TransitionTable
 
 
 def _targets_and_histories(examples: pd.DataFrame) -> list[list[str]]:
@@ -114,8 +116,6 @@ class SASRec:
     def fit(
         self, train: pd.DataFrame, valid: pd.DataFrame | None = None, catalog_ids: list[str] | None = None
     ) -> SASRec:
-        from components.evaluation.metrics import hit_rate_ndcg
-
         torch.manual_seed(self.seed)
         ids = sorted(set(catalog_ids or []) | {i for s in _targets_and_histories(train) for i in s})
         self.index = {iid: n + 1 for n, iid in enumerate(ids)}
@@ -160,3 +160,39 @@ class SASRec:
             top = logits.topk(k, dim=-1).indices
             out += [[self.ids[i] for i in row] for row in top.tolist()]
         return out
+
+
+def score_baselines(
+    splits: dict[str, pd.DataFrame] | str,
+    split: str,
+    ks: list[int],
+    catalog_ids: list[str] | None = None,
+    sasrec_epochs: int | None = None,
+) -> dict[str, dict]:
+    """Fit each baseline (train for valid; train + valid for test) and score it on `split`.
+
+    SASRec's epoch count is selected on valid; pass the selected count (`sasrec_epochs`) when scoring test so it
+    is not selected twice."""
+    splits = load_splits(splits) if isinstance(splits, str) else splits
+    fit = fit_split(splits, split)
+    target = splits[split]
+    histories = [list(h) for h in target["history"]]
+    out = {}
+    for model in (MostPopular(), LastItemMarkov(), SASRec()):
+        t0 = time.perf_counter()
+        if isinstance(model, SASRec):
+            if split == "test" and sasrec_epochs:
+                model = SASRec(epochs=sasrec_epochs).fit(fit, None, catalog_ids)
+            else:
+                model.fit(splits["train"], splits["valid"], catalog_ids)
+                if split == "test":
+                    model = SASRec(epochs=model.best_epoch).fit(fit, None, catalog_ids)
+        else:
+            model.fit(fit)
+        seconds = time.perf_counter() - t0
+        metrics = hit_rate_ndcg(model.recommend(histories, max(ks)), target["target"].tolist(), ks)
+        metrics.update({"invalid_rate": 0.0, "train_seconds": round(seconds, 1)})
+        if isinstance(model, SASRec):
+            metrics["epochs"] = getattr(model, "best_epoch", model.epochs)
+        out[model.name] = metrics
+    return out

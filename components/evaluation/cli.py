@@ -1,67 +1,63 @@
-"""`sidrec evaluate`: score a trained model or a baseline on valid/test."""
+"""`sidrec evaluation`: score a trained model (or ensemble, as served) or the baselines on a split."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
+
+from components.config import load_config
+from components.data.splits import fit_split, load_split_examples
+from components.evaluation.baselines import LastItemMarkov, score_baselines
+from components.evaluation.evaluate import score_recommender
+from components.runtime.recommender import Recommender
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("model")
 def model(
-    model_dirs: list[str] = typer.Argument(..., help="A trained model, or several (same SID map) decoded together."),
-    split: str = "valid",
-    config: str = typer.Option(None, help="Deployment YAML."),
+    model_dirs: list[str] = typer.Argument(
+        ..., help="A trained model or recommender directory, or several model directories of one SID map (an ensemble)."
+    ),
+    split: str = typer.Option("valid", help="Split file of data.splits_dir to score."),
+    config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
     limit: int = typer.Option(None, help="Score only the first N rows."),
-    beam_size: int = typer.Option(None, help="Beam width (default: the config's eval.beam_size)."),
+    beam_size: int = typer.Option(None, help="Beam width (default: serving.beam_size)."),
     vs_markov: bool = typer.Option(
-        False, help="Also report which rows the model and the last-item Markov chain (fit as in the benchmark) hit."
+        False, help="Also report which rows the model and the last-item Markov chain (fit on the earlier splits) hit."
     ),
-    blend_weight: float = typer.Option(
-        0.0, help="Score the hybrid: beam candidates mixed with the first model dir's transitions.json, this weight."
-    ),
-    ranker: str = typer.Option(None, help="Score the ranking stage of this `sidrec train ranker` directory."),
+    blend_weight: float = typer.Option(None, help="Score the hybrid at this weight (default: serving.blend_weight)."),
+    ranker: str = typer.Option(None, help="Score the ranking stage of this `sidrec training ranker` directory."),
 ) -> None:
-    """HR/NDCG@3/5/10 and the invalid-SID rate of a trained model, or of a seed ensemble (constrained beam search)."""
-    from pathlib import Path
-
-    from components.config import load_config
-    from components.data.splits import load_split_examples
-    from components.evaluation.baselines import LastItemMarkov
-    from components.evaluation.benchmark import fit_split
-    from components.evaluation.evaluate import evaluate_model_dir
-
+    """HR/NDCG@3/5/10 and the invalid-item rate of what would be served, on one split."""
     cfg = load_config(config)
-    examples = load_split_examples(cfg.path(cfg.data.splits_dir), split)
+    splits_dir = cfg.path(cfg.data.splits_dir)
+    examples = load_split_examples(splits_dir, split)
     examples = examples.head(limit) if limit else examples
     markov = None
     if vs_markov:
-        if split not in ("valid", "test"):
-            raise typer.BadParameter("--vs-markov needs --split valid or test (the Markov chain is fit before it)")
-        fit = {s: load_split_examples(cfg.path(cfg.data.splits_dir), s) for s in ("train", "valid") if s != split}
-        chain = LastItemMarkov().fit(fit_split(fit, split))
+        chain = LastItemMarkov().fit(fit_split(splits_dir, split))
         markov = chain.recommend([list(h) for h in examples["history"]], max(cfg.eval.ks))
-    metrics = evaluate_model_dir(
-        [Path(d) for d in model_dirs],
-        examples,
-        cfg.eval.ks,
-        beam_size or cfg.eval.beam_size,
-        cfg.eval.batch_size,
-        cfg.train.device,
-        baseline=markov,
-        blend_weight=blend_weight,
-        ranker_dir=Path(ranker) if ranker else None,
+    recommender = Recommender.from_pretrained(
+        model_dirs if len(model_dirs) > 1 else model_dirs[0],
+        device=cfg.train.device,
+        dtype="float32",
+        beam_size=beam_size or cfg.serving.beam_size,
+        max_k=max(cfg.serving.max_k, max(cfg.eval.ks)),
+        blend_weight=cfg.serving.blend_weight if blend_weight is None else blend_weight,
+        ranker=Path(ranker) if ranker else None,
     )
+    metrics = score_recommender(recommender, examples, cfg.eval.ks, cfg.eval.batch_size, baseline=markov)
     typer.echo(json.dumps(metrics, indent=2))
 
 
 @app.command("baselines")
-def baselines(split: str = "valid", config: str = typer.Option(None, help="Deployment YAML.")) -> None:
-    """Most-popular, last-item Markov and SASRec on the same split (fit on train, + valid for test)."""
-    from components.config import load_config
-    from components.evaluation.benchmark import score_baselines
-
+def baselines(
+    split: str = typer.Option("valid", help="Split to score (fit on the splits before it)."),
+    config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
+) -> None:
+    """Most-popular, last-item Markov and SASRec on one split (fit on train; on train + valid for test)."""
     cfg = load_config(config)
-    typer.echo(json.dumps(score_baselines(cfg, split), indent=2))
+    typer.echo(json.dumps(score_baselines(cfg.path(cfg.data.splits_dir), split, cfg.eval.ks), indent=2))

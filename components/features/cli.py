@@ -1,45 +1,40 @@
-"""`sidrec features`: apply the Feast repository, materialize to the online store, point-in-time examples."""
+"""`sidrec features`: write the Feast sources, apply the repository, materialize the online store."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
+
+from components.config import load_config
+from components.data.ingest import read_catalog_for, read_events_for
+from components.features.repo import apply, materialize, read_prefix_files, write_sources
+from components.sids.sidmap import SidMap
+from components.store.artifacts import ArtifactStore
 
 app = typer.Typer(no_args_is_help=True)
 
 
 @app.command("apply")
 def apply_cmd(
-    config: str = typer.Option(None, help="Deployment YAML."),
-    sid_map: str = typer.Option("latest", help="SID map dir or 'latest' from the store."),
+    config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
+    sid_map: str = typer.Option(None, help="A SID map directory (default: the store's sid_map, --sid-version)."),
+    sid_version: str = typer.Option("latest", help="Version of the store's sid_map to use without --sid-map."),
     prefixes: str = typer.Option(None, help="Think-ahead prefixes dir/parquet (optional)."),
 ) -> None:
-    """Build the feature sources from the curated data and register the repository."""
-    from pathlib import Path
-
-    import pandas as pd
-
-    from components.config import load_config
-    from components.data.readers import read_catalog, read_events
-    from components.features.repo import apply, default_sid_map, write_sources
-    from components.sids.sidmap import SidMap
-
+    """Build the feature sources from the configured catalog and events and register the repository."""
     cfg = load_config(config)
-    sm = default_sid_map(cfg) if sid_map == "latest" else SidMap.load(Path(sid_map))
-    pf = None
-    if prefixes:
-        p = Path(prefixes)
-        files = sorted(p.glob("prefixes-*.parquet")) if p.is_dir() else [p]
-        pf = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    write_sources(cfg, read_catalog(cfg.path(cfg.data.catalog_uri)), read_events(cfg.path(cfg.data.events_uri)), sm, pf)
-    typer.echo(json.dumps({"applied": apply(cfg)}))
+    if sid_map:
+        sidmap = SidMap.load(Path(sid_map))
+    else:
+        sidmap = SidMap.load(ArtifactStore.from_config(cfg.store).fetch("sid_map", sid_version))
+    frame = read_prefix_files(Path(prefixes)) if prefixes else None
+    write_sources(cfg, read_catalog_for(cfg), read_events_for(cfg), sidmap, frame)
+    typer.echo(json.dumps({"applied": apply(cfg), "sid_version": sidmap.version}))
 
 
 @app.command("materialize")
-def materialize_cmd(config: str = typer.Option(None, help="Deployment YAML.")) -> None:
+def materialize_cmd(config: str = typer.Option(None, help="Deployment YAML (default: configs/local.yaml).")) -> None:
     """Load the latest values into the online store (SQLite or Redis)."""
-    from components.config import load_config
-    from components.features.repo import materialize
-
     typer.echo(json.dumps(materialize(load_config(config))))

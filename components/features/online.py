@@ -1,42 +1,50 @@
-"""Online feature reads for serving: a user's history and think-ahead prefixes, item titles and SIDs."""
+"""Online feature reads for serving: everything one request needs, in one feature-service round trip."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from components.config import Config
-from components.features.repo import get_store
+from components.features.repo import SERVICE, get_store
 
 
-class UnknownUserError(KeyError):
-    """The online store has no history for this user."""
+@dataclass
+class UserFeatures:
+    """What the online store holds for one user; an unknown user (or an empty store) has an empty history."""
+
+    user_id: str
+    history: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)  # runtime.language.encode_prefix text, passed on as is
+    prefix_sid_version: str | None = None
+    prefix_model_version: str | None = None
+    rationale: str | None = None
+
+    @property
+    def known(self) -> bool:
+        return bool(self.history)
 
 
 class OnlineFeatures:
     def __init__(self, cfg: Config) -> None:
         self.store = get_store(cfg)
+        self._service = None
 
-    def user_history(self, user_id: str) -> list[str]:
-        row = self.store.get_online_features(
-            features=["user_history:history"], entity_rows=[{"user_id": str(user_id)}]
-        ).to_dict()
-        history = row["history"][0]
-        if not history:
-            raise UnknownUserError(f"unknown user {user_id!r}: no history in the online store")
-        return [str(i) for i in history]
+    def service(self):
+        """The recommendation feature service (read from the registry once)."""
+        if self._service is None:
+            self._service = self.store.get_feature_service(SERVICE)
+        return self._service
 
-    def user_prefixes(self, user_id: str) -> list[tuple[int, int]] | None:
-        row = self.store.get_online_features(
-            features=["user_prefixes:prefixes"], entity_rows=[{"user_id": str(user_id)}]
-        ).to_dict()
-        values = row["prefixes"][0]
-        return [tuple(int(c) for c in v.split("_")) for v in values] if values else None
-
-    def item_info(self, item_ids: list[str]) -> dict[str, dict]:
-        rows = self.store.get_online_features(
-            features=["item_features:title", "item_features:sid", "item_features:popularity"],
-            entity_rows=[{"item_id": str(i)} for i in item_ids],
-        ).to_dict()
-        return {
-            str(i): {"title": rows["title"][n], "sid": rows["sid"][n], "popularity": rows["popularity"][n]}
-            for n, i in enumerate(item_ids)
-            if rows["sid"][n] is not None
-        }
+    def user(self, user_id: str) -> UserFeatures:
+        """History, think-ahead prefixes (with the versions they were made for) and the rationale of one user,
+        read through the recommendation feature service: one online-store round trip."""
+        row = self.store.get_online_features(features=self.service(), entity_rows=[{"user_id": str(user_id)}]).to_dict()
+        value = {name: values[0] for name, values in row.items()}
+        return UserFeatures(
+            user_id=str(user_id),
+            history=[str(i) for i in value.get("history") or []],
+            prefixes=[str(p) for p in value.get("prefixes") or []],
+            prefix_sid_version=value.get("sid_version"),
+            prefix_model_version=value.get("model_version"),
+            rationale=value.get("rationale"),
+        )

@@ -12,6 +12,7 @@ and the think-ahead prefixes:
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,19 @@ import pandas as pd
 import yaml
 
 from components.config import Config
+from components.runtime.language import sid_of
 from components.sids.sidmap import SidMap
+
+SERVICE = "recommendation_service"  # feature_repo/features.py: what the client reads per request
+PREFIX_COLUMNS = [
+    "user_id",
+    "event_timestamp",
+    "prefixes",
+    "prefix_scores",
+    "model_version",
+    "sid_version",
+    "rationale",
+]
 
 
 def repo_dir(cfg: Config) -> Path:
@@ -38,10 +51,13 @@ def prepare_repo(cfg: Config) -> Path:
         online = {"type": "redis", "connection_string": cfg.features.redis_connection}
     else:
         online = {"type": "sqlite", "path": str(target / "data" / "online.db")}
+    registry = cfg.features.registry or str(target / "data" / "registry.db")
+    if registry.startswith("s3://") and cfg.store.s3_endpoint_url:
+        os.environ.setdefault("FEAST_S3_ENDPOINT_URL", cfg.store.s3_endpoint_url)  # Feast's S3 registry reads it
     store_yaml = {
         "project": "sidrec",
         "provider": "local",
-        "registry": str(target / "data" / "registry.db"),
+        "registry": registry if "://" in registry else cfg.path(registry),
         "online_store": online,
         "offline_store": {"type": "duckdb"},
         "entity_key_serialization_version": 3,
@@ -81,7 +97,7 @@ def item_features_frame(catalog: pd.DataFrame, events: pd.DataFrame, sidmap: Sid
         {
             "item_id": ids.to_numpy(),
             "event_timestamp": pd.to_datetime(frame["updated_at"], utc=True).to_numpy(),
-            "sid": [sidmap.sid_of(i) for i in ids],
+            "sid": [sid_of(sidmap, i) for i in ids],
             "sid_version": sidmap.version,
             "popularity": [int(popularity.get(i, 0)) for i in ids],
             "brand": frame["brand"].fillna("").astype(str).to_numpy(),
@@ -92,7 +108,7 @@ def item_features_frame(catalog: pd.DataFrame, events: pd.DataFrame, sidmap: Sid
 
 
 def user_prefixes_frame(prefixes: pd.DataFrame | None) -> pd.DataFrame:
-    columns = ["user_id", "event_timestamp", "prefixes", "prefix_scores", "model_version", "sid_version"]
+    columns = PREFIX_COLUMNS
     if prefixes is None or prefixes.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns}).astype(
             {"event_timestamp": "datetime64[ns, UTC]"}
@@ -105,6 +121,7 @@ def user_prefixes_frame(prefixes: pd.DataFrame | None) -> pd.DataFrame:
             "prefix_scores": prefixes["scores"].map(lambda s: [float(x) for x in s]),
             "model_version": prefixes["model_version"].astype(str),
             "sid_version": prefixes["sid_version"].astype(str),
+            "rationale": prefixes["rationale"].astype(str) if "rationale" in prefixes else "",
         }
     )
 
@@ -122,6 +139,7 @@ def _write_prefixes(frame: pd.DataFrame, path: Path) -> None:
             ("prefix_scores", pa.list_(pa.float64())),
             ("model_version", pa.string()),
             ("sid_version", pa.string()),
+            ("rationale", pa.string()),
         ]
     )
     pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
@@ -174,7 +192,9 @@ def materialize(cfg: Config, end: datetime | None = None) -> dict:
     }
 
 
-def default_sid_map(cfg: Config) -> SidMap:
-    from components.store.artifacts import ArtifactStore
-
-    return SidMap.load(ArtifactStore.from_config(cfg.store).fetch("sid_map"))
+def read_prefix_files(path_or_dir: Path) -> pd.DataFrame | None:
+    """The think-ahead job's prefix shards (prefixes-*.parquet in a directory, or one file) as one frame; None
+    when there are none."""
+    path = Path(path_or_dir)
+    files = sorted(path.glob("prefixes-*.parquet")) if path.is_dir() else [path]
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None

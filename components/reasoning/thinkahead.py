@@ -1,9 +1,9 @@
-"""OneRec-Think: reasoning fine-tuning, offline think-ahead prefixes, and runtime completion.
+"""OneRec-Think think-ahead: offline reasoning paths -> SID prefixes per user; the runtime completes them.
 
-Reasoning is expensive, so it runs offline: per user, T sampled reasoning paths, each followed by a
-constrained beam search over the first two SID levels; the pooled 2-token prefixes are stored per user.
-At request time the model only completes the last level inside those prefixes (one decode step), which is
-cheap enough to serve; a user without prefixes falls back to full decoding.
+Reasoning is expensive, so it runs offline: per user, T sampled reasoning paths, each followed by a constrained
+beam search over the first PREFIX_LEVELS SID levels; the pooled prefixes are stored per user (encoded with
+runtime.language.encode_prefix). At request time the model only completes the last level inside those prefixes
+(one decode step), which is cheap enough to serve; a user without prefixes falls back to full decoding.
 """
 
 from __future__ import annotations
@@ -12,34 +12,16 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from components.decoding.beam import constrained_beam_search
-from components.decoding.recommend import encode_prompts
-from components.decoding.trie import SidTrie
-from components.model.prompts import format_history_prompt
-from components.sids.sidmap import SidMap, sid_string
+from components.config import ReasoningConfig
+from components.runtime.beam import constrained_beam_search
+from components.runtime.language import END_THINK, THINK, decode_prefix, encode_prefix, prefix_trie
+from components.runtime.recommender import Recommender, encode_prompts
 
-THINK, END_THINK = " <think>", " </think>"
 PREFIX_LEVELS = 2
-
-
-def reasoning_examples(frame: pd.DataFrame, sidmap: SidMap) -> list[tuple[str, str]]:
-    """(history prompt, " <think> rationale </think>" + target SID) pairs from build_rationales output."""
-    return [
-        (format_history_prompt(list(r.history), sidmap), f"{THINK} {r.rationale}{END_THINK}{sidmap.sid_of(r.target)}")
-        for r in frame.itertuples(index=False)
-        if r.target in sidmap
-    ]
-
-
-def prefix_trie(sidmap: SidMap, tokenizer, levels: int = PREFIX_LEVELS) -> SidTrie:
-    """A trie over the distinct `levels`-long SID prefixes (the same tokens as the full SIDs)."""
-    prefixes = np.array(sorted({tuple(r[:levels]) for r in sidmap.codes.tolist()}), dtype=np.int64)
-    pmap = SidMap([sid_string(p) for p in prefixes], prefixes, sidmap.codebook_sizes[:levels], sidmap.version)
-    return SidTrie.from_sidmap(pmap, tokenizer)
+COLUMNS = ["user_id", "prefixes", "scores", "rationale", "model_version", "sid_version", "created_at"]
 
 
 @torch.inference_mode()
@@ -49,9 +31,10 @@ def sample_rationales(
     """n_paths sampled continuations of `prompt + <think>` per prompt, cut at </think>."""
     eos = tokenizer.convert_tokens_to_ids("</think>") if "</think>" in tokenizer.get_vocab() else None
     ids, mask = encode_prompts(tokenizer, [p + THINK for p in prompts])
+    device = next(model.parameters()).device
     out = model.generate(
-        input_ids=ids,
-        attention_mask=mask,
+        input_ids=ids.to(device),
+        attention_mask=mask.to(device),
         do_sample=n_paths > 1 or temperature > 0,
         temperature=max(temperature, 1e-3),
         top_k=None,
@@ -67,48 +50,65 @@ def sample_rationales(
 
 
 def think_ahead(
-    model_dir: Path, users: pd.DataFrame, cfg, out_dir: Path, shard: int = 0, n_shards: int = 1, batch_size: int = 8
-) -> Path:
-    """Write prefixes-{shard}-of-{n}.parquet: per user the pooled top 2-token SID prefixes with scores."""
-    from components.model.backbone import load_trained, model_info
-
-    model, tokenizer, sidmap = load_trained(model_dir)
-    info = model_info(model_dir)
-    torch.manual_seed(cfg.train.seed + shard)
-    users = users.sort_values("user_id").reset_index(drop=True)
-    mine = users[users.index % n_shards == shard]
-    ptrie = prefix_trie(sidmap, tokenizer)
-    rc = cfg.reasoning
+    recommender: Recommender,
+    users: pd.DataFrame,
+    cfg: ReasoningConfig,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> pd.DataFrame:
+    """Per user (user_id, history): the pooled top PREFIX_LEVELS-code SID prefixes with their probabilities summed
+    over reasoning paths, the first path's rationale, and the model and SID versions they belong to."""
+    model = recommender.models[0]
+    tokenizer, sidmap = recommender.tokenizer, recommender.sidmap
+    torch.manual_seed(seed)
+    ptrie = prefix_trie(sidmap, tokenizer, PREFIX_LEVELS).to(recommender.device)
     rows = []
-    for start in range(0, len(mine), batch_size):
-        chunk = mine.iloc[start : start + batch_size]
-        prompts = [format_history_prompt(list(h), sidmap) for h in chunk["history"]]
-        paths = sample_rationales(model, tokenizer, prompts, rc.paths_per_user, rc.max_rationale_tokens, rc.temperature)
+    for start in range(0, len(users), batch_size):
+        chunk = users.iloc[start : start + batch_size]
+        prompts = recommender.prompts([list(h) for h in chunk["history"]])
+        paths = sample_rationales(
+            model, tokenizer, prompts, cfg.paths_per_user, cfg.max_rationale_tokens, cfg.temperature
+        )
         flat = [p + f"{THINK} {r}{END_THINK}" for p, rs in zip(prompts, paths, strict=True) for r in rs]
         ids, mask = encode_prompts(tokenizer, flat)
-        beam = max(rc.prefixes_per_path, 5)
-        result = constrained_beam_search(model, ids, mask, ptrie, beam, rc.prefixes_per_path)
+        beam = max(cfg.prefixes_per_path, 5)
+        result = constrained_beam_search(
+            model, ids.to(recommender.device), mask.to(recommender.device), ptrie, beam, cfg.prefixes_per_path
+        )
         for u, user_id in enumerate(chunk["user_id"]):
-            pooled: dict[tuple[int, int], float] = {}
-            for p in range(rc.paths_per_user):
-                r = u * rc.paths_per_user + p
+            pooled: dict[tuple[int, ...], float] = {}
+            for p in range(cfg.paths_per_user):
+                r = u * cfg.paths_per_user + p
                 for codes, score in zip(result.codes[r].tolist(), result.scores[r].tolist(), strict=True):
                     if math.isfinite(score):  # pool paths: a prefix's probability summed over paths
                         key = tuple(codes)
-                        pooled[key] = pooled.get(key, 0.0) + math.exp(score) / rc.paths_per_user
+                        pooled[key] = pooled.get(key, 0.0) + math.exp(score) / cfg.paths_per_user
             best = sorted(pooled.items(), key=lambda kv: -kv[1])
             rows.append(
                 {
                     "user_id": str(user_id),
-                    "prefixes": [f"{a}_{b}" for (a, b), _ in best],
+                    "prefixes": [encode_prefix(codes) for codes, _ in best],
                     "scores": [float(s) for _, s in best],
                     "rationale": paths[u][0][:300],
                 }
             )
-    frame = pd.DataFrame(rows, columns=["user_id", "prefixes", "scores", "rationale"])
-    frame["model_version"] = info.get("artifact_version") or Path(model_dir).name
+    frame = pd.DataFrame(rows, columns=COLUMNS[:4])
+    frame["model_version"] = recommender.model_version or ""
     frame["sid_version"] = sidmap.version
     frame["created_at"] = pd.Timestamp(datetime.now(UTC))
+    return frame[COLUMNS]
+
+
+def shard_users(users: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFrame:
+    """The users of one shard: every n-th user in user_id order (stable across runs and workers)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} outside 0..{n_shards - 1}")
+    ordered = users.sort_values("user_id").reset_index(drop=True)
+    return ordered[ordered.index % n_shards == shard]
+
+
+def write_prefixes(frame: pd.DataFrame, out_dir: Path, shard: int = 0, n_shards: int = 1) -> Path:
+    """prefixes-<shard>-of-<n>.parquet in `out_dir`, written atomically (temp file + rename)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"prefixes-{shard:03d}-of-{n_shards:03d}.parquet"
@@ -118,13 +118,6 @@ def think_ahead(
     return path
 
 
-def parse_prefixes(values) -> list[tuple[int, int]]:
-    """["12_7", ...] -> [(12, 7), ...]"""
-    return [tuple(int(c) for c in v.split("_")) for v in ([] if values is None else values)]
-
-
-def load_prefixes(path_or_dir: Path) -> dict[str, list[tuple[int, int]]]:
-    path = Path(path_or_dir)
-    files = sorted(path.glob("prefixes-*.parquet")) if path.is_dir() else [path]
-    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
-    return {u: parse_prefixes(p) for u, p in zip(frame.get("user_id", []), frame.get("prefixes", []), strict=True)}
+def prefixes_by_user(frame: pd.DataFrame) -> dict[str, list[tuple[int, ...]]]:
+    """user_id -> decoded prefixes (runtime.language.decode_prefix)."""
+    return {str(u): [decode_prefix(p) for p in ps] for u, ps in zip(frame["user_id"], frame["prefixes"], strict=True)}

@@ -9,20 +9,28 @@ from pathlib import Path
 import pandas as pd
 
 from components.config import Config
+from components.runtime.language import THINK_TOKENS, format_prompt, reasoning_answer, sid_of
+from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender
+from components.training.examples import next_item_examples
+from components.training.train import train_causal_lm
+
+
+def reasoning_examples(frame: pd.DataFrame, sidmap) -> list[tuple[str, str]]:
+    """(history prompt, " <think> rationale </think>" + target SID) pairs from build_rationales output."""
+    return [
+        (format_prompt(list(r.history), sidmap), reasoning_answer(r.rationale, sid_of(sidmap, r.target)))
+        for r in frame.itertuples(index=False)
+        if r.target in sidmap
+    ]
 
 
 def train_reasoning(
-    model_dir: Path, rationales: pd.DataFrame, cfg: Config, out_dir: Path, direct_share: float = 0.5
+    base: Recommender, rationales: pd.DataFrame, cfg: Config, out_dir: Path, direct_share: float = 0.5
 ) -> Path:
-    """Continue training `model_dir` on reasoning examples (+ a share of direct next-item examples, so the
-    same model still answers without thinking); writes a full model dir to `out_dir`."""
-    from components.model.backbone import load_trained
-    from components.model.examples import next_item_examples
-    from components.model.train import train_causal_lm
-    from components.reasoning.thinkahead import reasoning_examples
-
-    model, tokenizer, sidmap = load_trained(model_dir)
-    added = tokenizer.add_tokens(["<think>", "</think>"], special_tokens=True)
+    """Continue training `base`'s (first) model on reasoning examples (+ a share of direct next-item examples,
+    so the same model still answers without thinking); writes a full model directory to `out_dir`."""
+    model, tokenizer, sidmap = base.models[0], base.tokenizer, base.sidmap
+    added = tokenizer.add_tokens(list(THINK_TOKENS), special_tokens=True)
     if added:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     texts = reasoning_examples(rationales, sidmap)
@@ -31,17 +39,18 @@ def train_reasoning(
     out_dir = Path(out_dir)
     stats = train_causal_lm(model, tokenizer, texts, cfg.train, out_dir / "work", max_length=cfg.model.max_length)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    sidmap.save(tmp / "sid_map")
-    teachers = rationales["teacher"].value_counts().to_dict()
+    sidmap.save(tmp / SID_MAP_DIR)
     info = {
-        "base_model": str(model_dir),
+        **{k: v for k, v in base.info.items() if k != "members"},
+        "base_model_version": base.model_version,
         "reasoning_examples": len(texts),
-        "teachers": teachers,
+        "teachers": rationales["teacher"].value_counts().to_dict(),
         **{k: v for k, v in stats.items() if k != "history"},
     }
-    (tmp / "sidrec_model.json").write_text(json.dumps(info, indent=2, default=str))
+    (tmp / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
     rationales.to_parquet(tmp / "rationales.parquet", index=False)
     if out_dir.exists():
         shutil.rmtree(out_dir)

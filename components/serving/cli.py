@@ -1,56 +1,60 @@
-"""`sidrec serve`: run Triton on a model repository; ask the thin client for recommendations."""
+"""`sidrec serving`: export a model directory to a Triton repository; ask the thin client for recommendations.
+
+What production serves changes only through the pipeline (`sidrec pipeline export` exports the promoted model);
+`sidrec serving export` writes a local model directory into a repository you name, for trials and tests.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import asdict
+from pathlib import Path
 
 import typer
 
+from components.config import load_config
+from components.runtime.recommender import Recommender
+from components.serving.client import RecommenderClient
+from components.serving.export import export_triton_repository
+
 app = typer.Typer(no_args_is_help=True)
+ConfigOpt = typer.Option(None, help="Deployment YAML (default: configs/local.yaml).")
 
 
-@app.command()
-def start(
-    repo: str = typer.Option(None, help="Model repository (default: serving.model_repository)."),
-    config: str = typer.Option(None, help="Deployment YAML."),
+@app.command("export")
+def export(
+    model: list[str] = typer.Option(..., help="Trained model directory; repeat it for a seed ensemble (one SID map)."),
+    repo: str = typer.Option(..., help="Repository directory or s3:// to write a new version into."),
+    config: str = ConfigOpt,
+    ranker: str = typer.Option(None, help="Serve the ranking stage of this `sidrec training ranker` directory."),
 ) -> None:
-    """Start tritonserver on 127.0.0.1 (foreground; Ctrl-C stops it by PID)."""
-    import os
-    import time
-    from pathlib import Path
-
-    from components.config import load_config
-    from components.serving.triton_launcher import s3_repository_url, start_triton
-
+    """Write, check and publish a new version of a Triton repository with the config's serving settings."""
     cfg = load_config(config)
-    repository = str(repo or cfg.serving.model_repository)
-    if repository.startswith("s3://"):  # Triton reads it from S3 itself; credentials from AWS_* env
-        endpoint = cfg.store.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        repository = s3_repository_url(endpoint, repository) if endpoint else repository
-    else:
-        repository = str(cfg.path(repository))
-    with start_triton(repository, Path(cfg.path(cfg.run_root)) / "triton") as s:
-        typer.echo(f"triton ready: http={s.http_url} grpc={s.grpc_url} pid={s.pid}")
-        try:
-            while s.process.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+    if cfg.store.s3_endpoint_url:  # an s3:// repository on the deployment's S3 endpoint
+        os.environ.setdefault("AWS_ENDPOINT_URL", cfg.store.s3_endpoint_url)
+    recommender = Recommender.from_pretrained(
+        model if len(model) > 1 else model[0],
+        dtype="float32",
+        beam_size=cfg.serving.beam_size,
+        max_k=cfg.serving.max_k,
+        blend_weight=cfg.serving.blend_weight,
+        ranker=Path(ranker) if ranker else (True if cfg.serving.ranker else False),
+    )
+    typer.echo(json.dumps(export_triton_repository(recommender, repo, cfg.serving), indent=2, default=str))
 
 
 @app.command()
 def recommend(
-    user_id: str,
-    k: int = 10,
-    url: str = typer.Option(None, help="Triton host:port."),
-    protocol: str = typer.Option(None, help="grpc or http"),
-    config: str = typer.Option(None, help="Deployment YAML."),
+    user_id: str = typer.Argument(..., help="The user to recommend for."),
+    k: int = typer.Option(10, "--k", "-k", help="How many items (1..serving.max_k)."),
+    url: str = typer.Option(None, help="Triton host:port (default: serving.triton_url)."),
+    protocol: str = typer.Option(None, help="grpc or http (default: serving.protocol)."),
+    config: str = ConfigOpt,
 ) -> None:
     """Recommend k items for a user through the online store and Triton (with fallbacks)."""
-    from dataclasses import asdict
-
-    from components.config import load_config
-    from components.serving.client import RecommenderClient
-
-    recs = RecommenderClient(load_config(config), url, protocol).recommend(user_id, k)
-    typer.echo(json.dumps([asdict(r) for r in recs], indent=2))
+    client = RecommenderClient(load_config(config), url, protocol)
+    try:
+        typer.echo(json.dumps([asdict(r) for r in client.recommend(user_id, k)], indent=2))
+    finally:
+        client.close()

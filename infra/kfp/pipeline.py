@@ -1,113 +1,191 @@
-"""The sidrec pipeline as a Kubeflow Pipelines v2 definition: the same steps the Airflow DAGs run.
+"""The sidrec pipeline as a Kubeflow Pipelines v2 definition: the same step functions the Airflow DAGs run.
 
-Each KFP component is a thin shell around one function of components.orchestration.steps, executed in the
-project image (infra/docker/Dockerfile), so a team on Kubeflow runs the identical code. Steps exchange
-their plain-dict results as JSON strings, exactly what the Airflow tasks put in XCom.
+Each KFP component is a thin shell around one function of components.pipeline.steps, executed in the project
+image (infra/docker/Dockerfile), so a team on Kubeflow runs the identical code. Components hand each other a JSON
+string of plain values holding the artifact versions they produced (exactly what the Airflow tasks put in XCom);
+the artifact store is the only state they share, so each can run in its own pod. The think-ahead fan-out comes
+from the deployment's `reasoning.shards`; publication collects the shards. `kfp.local` runs it without a cluster
+(tests/infra/test_infra_kfp.py).
 
 Compile:  python infra/kfp/pipeline.py infra/kfp/sidrec_pipeline.yaml
 """
 
 # No `from __future__ import annotations`: KFP reads the real parameter types.
 import sys
+from typing import NamedTuple
 
 from kfp import compiler, dsl
 
 IMAGE = "sidrec:latest"
 CONFIG = "/opt/sidrec/configs/k8s/deployment.yaml"
 
-# pipeline step name -> function in components.orchestration.steps
+# pipeline step name -> function in components.pipeline.steps
 STEPS = {
     "ingest": "ingest",
     "sid-refresh": "sid_refresh",
     "features-materialize": "features_materialize",
+    "build-examples": "build_examples",
     "train": "train",
     "evaluate-and-gate": "evaluate_and_gate",
     "export": "export",
+    "plan-shards": "active_users",
     "think-ahead": "think_ahead",
+    "publish-prefixes": "publish_prefixes",
 }
 
 
 @dsl.component(base_image=IMAGE)
 def ingest(config_path: str) -> str:
-    """Ingest + Great Expectations validation -> curated parquet (+ quarantine)."""
+    """Ingest + Great Expectations validation -> a curated version (+ quarantine)."""
     import json
 
-    from components.orchestration import steps
+    from components.pipeline import steps
 
     return json.dumps(steps.ingest(config_path), default=str)
 
 
 @dsl.component(base_image=IMAGE)
-def sid_refresh(config_path: str, upstream: str) -> str:
-    """SID refresh on the new catalog; rebuilds a new SID version when drift crosses the thresholds."""
+def sid_refresh(config_path: str, curated: str) -> str:
+    """SID refresh on the curated catalog; a new SID version when drift crosses the thresholds."""
     import json
 
-    from components.orchestration import steps
+    from components.pipeline import steps
 
-    return json.dumps(steps.sid_refresh(config_path), default=str)
+    version = json.loads(curated)["curated_version"]
+    result = steps.sid_refresh(config_path, curated_version=version)
+    return json.dumps({**result, "curated_version": version}, default=str)
 
 
 @dsl.component(base_image=IMAGE)
-def features_materialize(config_path: str, upstream: str) -> str:
-    """Feast apply + materialize into the online store."""
+def features_materialize(config_path: str, sids: str) -> str:
+    """Feast sources of these versions, apply, materialize into the online store."""
     import json
 
-    from components.orchestration import steps
+    from components.pipeline import steps
 
-    return json.dumps(steps.features_materialize(config_path), default=str)
+    v = json.loads(sids)
+    return json.dumps(steps.features_materialize(config_path, None, v["curated_version"], v["sid_version"]))
 
 
 @dsl.component(base_image=IMAGE)
-def train(config_path: str, upstream: str) -> str:
-    """Point-in-time examples from Feast, then alignment + next-item fine-tuning."""
+def build_examples(config_path: str, sids: str) -> str:
+    """Point-in-time examples (train / select / gate rows), published as a version."""
     import json
 
-    from components.orchestration import steps
+    from components.pipeline import steps
 
-    return json.dumps(steps.train(config_path), default=str)
+    v = json.loads(sids)
+    result = steps.build_examples(config_path, None, v["curated_version"], v["sid_version"])
+    return json.dumps({**result, "curated_version": v["curated_version"], "sid_version": v["sid_version"]})
 
 
 @dsl.component(base_image=IMAGE)
-def evaluate_and_gate(config_path: str, upstream: str) -> str:
-    """Score against the production model and the baselines; promote only if better."""
+def train(config_path: str, examples: str) -> str:
+    """Fine-tune on the examples; stage the candidate version."""
     import json
 
-    from components.orchestration import steps
+    from components.pipeline import steps
 
-    trained = json.loads(upstream)
-    return json.dumps(steps.evaluate_and_gate(config_path, model_uri=trained.get("model_uri")), default=str)
+    v = json.loads(examples)
+    result = steps.train(config_path, None, v["examples_version"], v["sid_version"], v["curated_version"])
+    return json.dumps({**v, **result}, default=str)
 
 
 @dsl.component(base_image=IMAGE)
-def export(config_path: str, upstream: str) -> str:
-    """Export the promoted model to the Triton model repository."""
+def evaluate_and_gate(config_path: str, trained: str, promote_anyway: bool) -> NamedTuple(
+    "GateOutputs", [("result", str), ("promoted", bool)]
+):
+    """The gate against production and the baselines; promote_anyway is the logged ops override."""
     import json
+    from collections import namedtuple
 
-    from components.orchestration import steps
+    from components.pipeline import steps
 
-    return json.dumps(steps.export(config_path), default=str)
+    v = json.loads(trained)
+    gate = steps.evaluate_and_gate(config_path, None, v["candidate_version"], v["examples_version"])
+    if not gate["promoted"] and promote_anyway:
+        gate["model_version"] = steps.promote(config_path, None, v["candidate_version"], "kfp promote_anyway")[
+            "model_version"
+        ]
+    keep = {k: v[k] for k in ("sid_version", "curated_version")}
+    result = {**keep, **{k: x for k, x in gate.items() if k != "scores"}}
+    return namedtuple("GateOutputs", ["result", "promoted"])(json.dumps(result, default=str), "model_version" in gate)
 
 
 @dsl.component(base_image=IMAGE)
-def think_ahead(config_path: str, shard: int, n_shards: int, upstream: str) -> str:
-    """Offline OneRec-Think reasoning: prefix candidates for one shard of the active users."""
+def export(config_path: str, gate: str) -> str:
+    """Export the promoted version to the Triton model repository (checked before it is served)."""
     import json
 
-    from components.orchestration import steps
+    from components.pipeline import steps
 
-    return json.dumps(steps.think_ahead(config_path, shard=shard, n_shards=n_shards), default=str)
+    v = json.loads(gate)
+    return json.dumps({**v, **steps.export(config_path, None, v["model_version"])}, default=str)
+
+
+@dsl.component(base_image=IMAGE)
+def plan_shards(config_path: str, exported: str) -> list:
+    """The shards to fan out over (reasoning.shards), each with the versions it works on."""
+    import json
+
+    from components.config import load_config
+    from components.pipeline import steps
+
+    v = json.loads(exported)
+    steps.active_users(config_path, None, v["curated_version"])
+    keep = {k: v[k] for k in ("model_version", "sid_version", "curated_version")}
+    shards = load_config(config_path).reasoning.shards
+    return [json.dumps({**keep, "shard": s, "n_shards": shards}) for s in range(shards)]
+
+
+@dsl.component(base_image=IMAGE)
+def think_ahead(config_path: str, job: str) -> str:
+    """Offline OneRec-Think reasoning for one shard of the active users; the shard is published as a version."""
+    import json
+
+    from components.pipeline import steps
+
+    v = json.loads(job)
+    result = steps.think_ahead(
+        config_path, None, v["model_version"], v["curated_version"], int(v["shard"]), int(v["n_shards"])
+    )
+    return json.dumps({**v, **result})
+
+
+@dsl.component(base_image=IMAGE)
+def publish_prefixes(config_path: str, shards: list) -> str:
+    """Publish the collected shards as one prefixes version and load them into the online store."""
+    import json
+
+    from components.pipeline import steps
+
+    done = sorted((json.loads(s) for s in shards), key=lambda r: r["shard"])
+    first = done[0]
+    result = steps.publish_prefixes(
+        config_path,
+        None,
+        [r["shard_version"] for r in done],
+        first["model_version"],
+        first["curated_version"],
+        first["sid_version"],
+    )
+    return json.dumps(result)
 
 
 @dsl.pipeline(name="sidrec", description="sidrec: features -> SIDs -> training -> gate -> export -> think-ahead")
-def sidrec_pipeline(config_path: str = CONFIG, n_shards: int = 4) -> None:
-    ingested = ingest(config_path=config_path)
-    sids = sid_refresh(config_path=config_path, upstream=ingested.output)
-    feats = features_materialize(config_path=config_path, upstream=sids.output)
-    trained = train(config_path=config_path, upstream=feats.output)
-    gated = evaluate_and_gate(config_path=config_path, upstream=trained.output)
-    exported = export(config_path=config_path, upstream=gated.output)
-    with dsl.ParallelFor(items=[0, 1, 2, 3], parallelism=4) as shard:
-        think_ahead(config_path=config_path, shard=shard, n_shards=n_shards, upstream=exported.output)
+def sidrec_pipeline(config_path: str = CONFIG, promote_anyway: bool = False) -> None:
+    curated = ingest(config_path=config_path)
+    sids = sid_refresh(config_path=config_path, curated=curated.output)
+    features_materialize(config_path=config_path, sids=sids.output)
+    examples = build_examples(config_path=config_path, sids=sids.output)
+    trained = train(config_path=config_path, examples=examples.output)
+    gated = evaluate_and_gate(config_path=config_path, trained=trained.output, promote_anyway=promote_anyway)
+    with dsl.If(gated.outputs["promoted"] == True):  # noqa: E712 - a KFP condition, not a Python comparison
+        exported = export(config_path=config_path, gate=gated.outputs["result"])
+        plan = plan_shards(config_path=config_path, exported=exported.output)
+        with dsl.ParallelFor(items=plan.output, parallelism=4) as job:
+            shard = think_ahead(config_path=config_path, job=job)
+        publish_prefixes(config_path=config_path, shards=dsl.Collected(shard.output))
 
 
 def compile_pipeline(path: str) -> str:

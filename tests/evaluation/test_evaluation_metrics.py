@@ -9,7 +9,7 @@ import pytest
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.evaluation.baselines import LastItemMarkov, MostPopular, SASRec
-from components.evaluation.metrics import hit_overlap, hit_rate_ndcg
+from components.metrics import hit_overlap, hit_rate_ndcg
 
 
 def test_hit_rate_and_ndcg_exact_values():

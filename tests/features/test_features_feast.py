@@ -8,10 +8,11 @@ import pytest
 from components.config import SidConfig, load_config
 from components.data.synthetic import generate_synthetic
 from components.features.historical import build_training_examples
-from components.features.online import OnlineFeatures, UnknownUserError
+from components.features.online import OnlineFeatures
 from components.features.repo import apply, materialize, write_sources
+from components.local.redis import start_redis
+from components.runtime.language import sid_of
 from components.sids.build import build_sids
-from components.utils.redis_server import start_redis
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def world(tmp_path_factory):
             "scores": [[0.5, 0.25]],
             "model_version": ["m1"],
             "sid_version": [sidmap.version],
+            "rationale": ["Because the user bought Acme items before."],
             "created_at": [pd.Timestamp("2025-01-01", tz="UTC")],
         }
     )
@@ -49,12 +51,15 @@ def test_apply_materialize_and_online_reads_sqlite(world):
     assert {"user", "item", "user_history", "item_features", "user_prefixes", "recommendation_service"} <= set(names)
     online = OnlineFeatures(cfg)
     last = events.sort_values("event_timestamp").groupby("user_id").item_id.apply(list)
-    assert online.user_history("u3") == last["u3"][-10:]
-    assert online.user_prefixes("u1") == [(1, 2), (3, 4)] and online.user_prefixes("u2") is None
-    info = online.item_info(["i1", "i2"])
-    assert info["i1"]["sid"] == sidmap.sid_of("i1") and info["i2"]["title"] == catalog.title[2]
-    with pytest.raises(UnknownUserError):
-        online.user_history("nobody")
+    assert online.user("u3").history == last["u3"][-10:]
+    u1 = online.user("u1")  # one feature-service read: history, prefixes as stored, their versions, the rationale
+    assert u1.prefixes == ["1_2", "3_4"] and u1.prefix_sid_version == sidmap.version
+    assert u1.prefix_model_version == "m1" and u1.rationale.startswith("Because")
+    assert online.user("u2").prefixes == [] and online.user("u2").known
+    assert not online.user("nobody").known and online.user("nobody").history == []
+    items = pd.read_parquet(root / "sqlite" / "feature_repo" / "data" / "item_features.parquet")
+    row = items.set_index("item_id").loc["i1"]
+    assert row["sid"] == sid_of(sidmap, "i1") and items.set_index("item_id").loc["i2", "title"] == catalog.title[2]
 
 
 def test_point_in_time_history_excludes_the_target_and_later(world):
@@ -86,8 +91,8 @@ def test_redis_online_store(world):
         _setup(cfg, world)
         last = events.sort_values("event_timestamp").groupby("user_id").item_id.apply(list)
         online = OnlineFeatures(cfg)
-        assert online.user_history("u7") == last["u7"][-10:]
-        assert online.user_prefixes("u1") == [(1, 2), (3, 4)]
+        assert online.user("u7").history == last["u7"][-10:]
+        assert online.user("u1").prefixes == ["1_2", "3_4"]
     finally:
         server.stop()
     assert server.process.poll() is not None

@@ -40,8 +40,8 @@ def test_committed_pipeline_yaml_is_current(tmp_path):
 
 
 def test_every_step_is_an_orchestration_function():
-    from components.orchestration import steps
+    from components.pipeline import steps
 
     for step, func in _pipeline_module().STEPS.items():
-        assert callable(getattr(steps, func, None)), f"{step}: components.orchestration.steps.{func} missing"
+        assert callable(getattr(steps, func, None)), f"{step}: components.pipeline.steps.{func} missing"
         assert "config_path" in inspect.signature(getattr(steps, func)).parameters

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
+from components.features.repo import read_prefix_files
 from components.reasoning.rationales import build_rationales, template_rationale
-from components.reasoning.thinkahead import load_prefixes, think_ahead
+from components.reasoning.thinkahead import prefixes_by_user, shard_users, think_ahead, write_prefixes
 from components.reasoning.train import train_reasoning
+from components.runtime.language import encode_prefix
+from components.runtime.recommender import Recommender
 from components.sids.build import build_sids
+from components.training.train import train_model
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from components.model.train import train_model
-
     root = tmp_path_factory.mktemp("reason")
     catalog, events = generate_synthetic(n_items=60, n_users=80, seed=5)
     sidmap = build_sids(
@@ -48,16 +49,18 @@ def test_reasoning_training_and_think_ahead(trained):
     cfg, catalog, splits, sidmap, model_dir, root = trained
     frame = build_rationales(splits["train"], catalog, limit=40)
     assert set(frame["teacher"]) == {"template"} and frame["rationale"].str.len().min() > 5
-    reason_dir = train_reasoning(model_dir, frame, cfg, root / "reason")
+    reason_dir = train_reasoning(Recommender.from_pretrained(model_dir), frame, cfg, root / "reason")
+    reasoner = Recommender.from_pretrained(reason_dir)
     users = splits["test"][["user_id", "history"]].head(6)
-    paths = [think_ahead(reason_dir, users, cfg, root / "prefixes", shard=s, n_shards=2) for s in range(2)]
-    table = pd.concat([pd.read_parquet(p) for p in paths])
+    for s in range(2):
+        write_prefixes(think_ahead(reasoner, shard_users(users, s, 2), cfg.reasoning), root / "prefixes", s, 2)
+    table = read_prefix_files(root / "prefixes")
     assert sorted(table.user_id) == sorted(users.user_id)  # shards partition the users
     assert {"prefixes", "scores", "model_version", "sid_version", "created_at"} <= set(table.columns)
     assert (table.sid_version == sidmap.version).all()
-    valid_prefixes = {f"{a}_{b}" for a, b, *_ in sidmap.codes.tolist()}
+    valid_prefixes = {encode_prefix(codes[:2]) for codes in sidmap.codes.tolist()}
     for prefixes, scores in zip(table.prefixes, table.scores, strict=True):
         assert 1 <= len(prefixes) <= 6 and set(prefixes) <= valid_prefixes
         assert list(scores) == sorted(scores, reverse=True)
-    by_user = load_prefixes(root / "prefixes")
+    by_user = prefixes_by_user(table)
     assert set(by_user) == set(users.user_id) and all(len(p[0]) == 2 for p in by_user.values())

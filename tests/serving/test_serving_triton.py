@@ -1,23 +1,37 @@
-"""A real Triton server on an exported model repository, the thin client, and its fallbacks."""
+"""A real Triton server on an exported repository, the thin client, and what export refuses."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from transformers import AutoModelForCausalLM
 
-from components.config import ModelConfig, SidConfig, load_config
+from components.config import ModelConfig, ServingConfig, SidConfig, load_config
 from components.data.readers import read_catalog, read_events
-from components.features.online import UnknownUserError
+from components.data.splits import examples_from_events
+from components.features.online import UserFeatures
 from components.features.repo import apply, materialize, write_sources
-from components.model.backbone import load_backbone
-from components.model.vocab import add_sid_tokens
-from components.serving.client import RecommenderClient
-from components.serving.export import export_triton_repository
-from components.serving.triton_launcher import s3_repository_url, start_triton
+from components.local.redis import start_redis
+from components.local.s3 import start_seaweedfs
+from components.local.triton import s3_repository_url, start_triton
+from components.runtime.backbone import load_backbone
+from components.runtime.candidates import ItemStats, candidate_rows, sid_codes
+from components.runtime.language import encode_prefix, sid_of
+from components.runtime.ranker import RankerArtifact
+from components.runtime.recommender import Recommender, RecommenderError
+from components.runtime.transitions import TransitionTable
+from components.serving.client import BadRequest, RecommenderClient
+from components.serving.export import ExportError, export_triton_repository, served_version
 from components.sids.build import build_sids
-from components.store.s3server import start_seaweedfs
-from components.utils.redis_server import start_redis
+from components.sids.sidmap import SidMap
+from components.training.ranker import train_ranker
+from components.training.vocab import add_sid_tokens
+
+SERVING = ServingConfig(beam_size=20, kind="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -33,84 +47,137 @@ def deployment(tmp_path_factory):
     model.save_pretrained(root / "model")
     tokenizer.save_pretrained(root / "model")
     sidmap.save(root / "model" / "sid_map")
-    export = export_triton_repository(root / "model", str(root / "repo"), beam_size=20)
+    export_triton_repository(Recommender.from_pretrained(root / "model"), str(root / "repo"), SERVING)
     redis = start_redis(root / "redis")
     cfg = load_config(
         None,
         overrides={
             "run_root": str(root / "runs"),
             "features": {"online_store": "redis", "redis_connection": redis.connection},
-            "serving": {"retries": 1, "timeout_s": 30},
+            "serving": {"budget_s": 30},  # functional checks here; the fault benchmark measures the budget
         },
     )
     write_sources(cfg, catalog, events, sidmap)
     apply(cfg)
     materialize(cfg)
     server = start_triton(root / "repo", root / "triton")
-    yield cfg, server, redis, sidmap, events, export
+    yield cfg, server, redis, sidmap, events, root / "model"
     server.stop()
     redis.stop()
 
 
+def _user(history, prefixes=None, version=None) -> UserFeatures:
+    return UserFeatures("u", list(history), [encode_prefix(p) for p in prefixes or []], version)
+
+
 @pytest.mark.integration
 def test_recommend_returns_valid_unique_items_through_triton(deployment):
-    cfg, server, _, sidmap, events, export = deployment
-    assert export["version"] == 1 and export["instance_kind"] in ("KIND_CPU", "KIND_GPU")
+    cfg, server, _, sidmap, events, _ = deployment
     for protocol, url in (("grpc", server.grpc_url), ("http", server.http_url)):
         client = RecommenderClient(cfg, url=url, protocol=protocol)
         for user in events.user_id.drop_duplicates().head(3):
             recs = client.recommend(user, k=10)
             ids = [r.item_id for r in recs]
             assert len(ids) == 10 and len(set(ids)) == 10
-            assert all(i in sidmap and sidmap.sid_of(i) == r.sid for i, r in zip(ids, recs, strict=True))
+            assert all(i in sidmap and sid_of(sidmap, i) == r.sid for i, r in zip(ids, recs, strict=True))
             assert all(r.source == "triton" and r.title for r in recs)
-    with pytest.raises(UnknownUserError):
-        client.recommend("no-such-user")
+        cold = client.recommend("no-such-user", k=5)  # an unknown user gets a cold-start answer, not an error
+        assert len(cold) == 5 and {r.source for r in cold} == {"cold-start"}
+        for bad in (0, -1, 100000):
+            with pytest.raises(BadRequest, match=r"k must be an integer in \[1, 50\]"):
+                client.recommend(events.user_id.iloc[0], k=bad)
+        client.close()
+
+
+@pytest.mark.integration
+def test_one_malformed_request_fails_alone_and_stale_prefixes_are_ignored(deployment):
+    """Requests of one dynamic batch are validated one by one; prefixes of another SID version are not applied."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as tc
+
+    cfg, server, _, sidmap, events, _ = deployment
+    client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
+    history = [str(i) for i in events.item_id.head(4)]
+    good = client._infer(_user(history), 10, 30)
+    prefix = [sidmap.codes_of(good[0][3])[:2]]
+    used = client._infer(_user(history, prefix, sidmap.version), 10, 30)
+    assert used[3] and all(sidmap.codes_of(i)[:2] == prefix[0] for i in used[0])
+    stale = client._infer(_user(history, prefix, "another-sid-version"), 10, 30)
+    assert not stale[3] and stale[0] == good[0]  # ignored: fully decoded
+
+    def raw(k, prefixes):
+        grpc = tc.InferenceServerClient(server.grpc_url)
+        inputs = [tc.InferInput("HISTORY", [1, len(history)], "BYTES"), tc.InferInput("K", [1, 1], "INT32")]
+        inputs[0].set_data_from_numpy(np.array([[h.encode() for h in history]], dtype=np.object_))
+        inputs[1].set_data_from_numpy(np.array([[k]], dtype=np.int32))
+        if prefixes:
+            inputs.append(tc.InferInput("PREFIXES", [1, len(prefixes)], "BYTES"))
+            inputs[2].set_data_from_numpy(np.array([[p.encode() for p in prefixes]], dtype=np.object_))
+        try:
+            out = grpc.infer(cfg.serving.model_name, inputs)
+            return [v.decode() for v in out.as_numpy("ITEM_IDS").reshape(-1)]
+        except tc.InferenceServerException as exc:
+            return str(exc)
+
+    jobs = [(10, None)] * 30 + [(0, None), (999, None), (10, ["x_y"]), (10, ["1_2", "3"])] * 3
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda job: raw(*job), jobs))
+    assert all(a == good[0] for a in answers[:30])  # every well-formed request of the batches was answered
+    errors = answers[30:]
+    assert all(isinstance(e, str) for e in errors)
+    assert sum("K must lie in" in e for e in errors) == 6 and sum("not a SID prefix" in e for e in errors) == 3
+    assert sum("same length" in e for e in errors) == 3
+    client.close()
+
+
+@pytest.mark.integration
+def test_fallbacks_when_triton_and_online_store_are_down(deployment, tmp_path):
+    cfg, _, _, _, events, model_dir = deployment
+    with start_triton(Path(model_dir).parent / "repo", tmp_path / "triton") as own:
+        fast = cfg.model_copy(update={"serving": cfg.serving.model_copy(update={"budget_s": 0.3})})
+        client = RecommenderClient(fast, url=own.grpc_url, protocol="grpc")
+        user = events.user_id.iloc[0]
+        client.recommend(user, k=5)  # warm
+        history = set(client._user(user).history)
+        own.stop()  # stop the real server by PID
+        assert own.process.poll() is not None
+        recs = client.recommend(user, k=5)
+        assert [r.source for r in recs] == ["popularity"] * 5 and not {r.item_id for r in recs} & history
+        client.close()
 
 
 @pytest.mark.integration
 def test_triton_serves_a_model_repository_on_s3(deployment, tmp_path, monkeypatch):
-    """Export to a real S3 server (SeaweedFS) and let Triton load the repository from there."""
-    cfg, _, _, sidmap, events, export = deployment
+    """Export to a real S3 server (SeaweedFS) and let Triton load the repository from there; an interrupted later
+    export leaves the served version pinned and the next export removes it."""
+    cfg, _, _, sidmap, events, model_dir = deployment
     with start_seaweedfs(tmp_path / "seaweed") as s3:
         s3.client().create_bucket(Bucket="models")
         creds = {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key}
         for key, value in {**creds, "AWS_ENDPOINT_URL": s3.endpoint_url}.items():
             monkeypatch.setenv(key, value)
-        exported = export_triton_repository(Path(export["source"]), "s3://models/triton", beam_size=20)
-        assert exported["version"] == 1
+        recommender = Recommender.from_pretrained(model_dir)
+        assert export_triton_repository(recommender, "s3://models/triton", SERVING)["version"] == 1
         keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket="models")["Contents"]}
-        assert {"triton/sidrec/config.pbtxt", "triton/sidrec/1/model.py"} <= keys
+        assert {"triton/sidrec/config.pbtxt", "triton/sidrec/1/model.py", "triton/sidrec/1/recommender.json"} <= keys
+        # an export killed after a few objects of version 2: config.pbtxt still pins version 1
+        s3.client().put_object(Bucket="models", Key="triton/sidrec/2/model.py", Body=b"partial")
         url = s3_repository_url(s3.endpoint_url, "s3://models/triton")
         with start_triton(url, tmp_path / "triton", extra_env={**creds, "AWS_DEFAULT_REGION": "us-east-1"}) as server:
             client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
             recs = client.recommend(events.user_id.iloc[5], k=10)
             assert len({r.item_id for r in recs}) == 10 and all(r.source == "triton" for r in recs)
-            assert all(sidmap.sid_of(r.item_id) == r.sid for r in recs)
-
-
-@pytest.mark.integration
-def test_fallbacks_when_triton_and_online_store_are_down(deployment):
-    cfg, server, redis, _, events, _ = deployment
-    client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
-    user = events.user_id.iloc[0]
-    history = set(client.features.user_history(user))
-    server.stop()  # stop the real server by PID
-    assert server.process.poll() is not None
-    recs = client.recommend(user, k=5)
-    assert [r.source for r in recs] == ["popularity"] * 5 and not {r.item_id for r in recs} & history
-    redis.stop()
-    recs = client.recommend(user, k=5)
-    assert len(recs) == 5 and recs[0].source == "popularity"
+            assert all(sid_of(sidmap, r.item_id) == r.sid for r in recs)
+            client.close()
+        again = export_triton_repository(recommender, "s3://models/triton", SERVING)
+        assert again["version"] == 3 and again["pruned_partial_versions"] == [2]
+        config = s3.client().get_object(Bucket="models", Key="triton/sidrec/config.pbtxt")["Body"].read().decode()
+        assert served_version(config) == 3
 
 
 def _perturbed_copy(source: Path, target: Path) -> Path:
     """The fixture's model with other weights (another 'seed'), same tokenizer and SID map."""
-    import shutil
-
-    import torch
-    from transformers import AutoModelForCausalLM
-
     shutil.copytree(source, target)
     model = AutoModelForCausalLM.from_pretrained(target)
     gen = torch.Generator().manual_seed(7)
@@ -123,142 +190,98 @@ def _perturbed_copy(source: Path, target: Path) -> Path:
 
 @pytest.mark.integration
 def test_triton_decodes_an_exported_seed_ensemble_like_the_library(deployment, tmp_path):
-    from components.decoding.recommend import recommend_items
-    from components.decoding.trie import SidTrie
-    from components.model.backbone import load_ensemble
-
-    cfg, _, _, sidmap, events, export = deployment
-    first = Path(export["source"])
-    second = _perturbed_copy(first, tmp_path / "seed1")
-    exported = export_triton_repository([first, second], str(tmp_path / "repo"), beam_size=20)
-    assert exported["members"] == [str(first), str(second)]
+    cfg, _, _, sidmap, events, model_dir = deployment
+    second = _perturbed_copy(model_dir, tmp_path / "seed1")
+    ensemble = Recommender.from_pretrained([model_dir, second])
+    exported = export_triton_repository(ensemble, str(tmp_path / "repo"), SERVING)
+    assert exported["members"] == [str(model_dir), str(second)]
     assert (tmp_path / "repo" / "sidrec" / "1" / "model_1" / "sid_map").is_dir()
-    models, tokenizer, loaded = load_ensemble([first, second])
     history = [str(i) for i in events.item_id.head(4)]
-    expected = recommend_items(models, tokenizer, SidTrie.from_sidmap(loaded, tokenizer), loaded, [history], 10, 20)
-    alone = recommend_items(models[0], tokenizer, SidTrie.from_sidmap(loaded, tokenizer), loaded, [history], 10, 20)
+    expected = ensemble.recommend([history], 10)
+    alone = Recommender.from_pretrained(model_dir).recommend([history], 10)
     assert [i for i, _ in expected[0]] != [i for i, _ in alone[0]]  # the second member matters
     with start_triton(tmp_path / "repo", tmp_path / "triton") as server:
-        ids, sids, scores = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")._infer(history, 10, None)
+        ids, sids, scores, _ = RecommenderClient(cfg, url=server.grpc_url)._infer(_user(history), 10, 30)
     assert ids == [i for i, _ in expected[0]]
     assert scores == pytest.approx([s for _, s in expected[0]], abs=1e-4)
-    assert all(sidmap.sid_of(i) == s for i, s in zip(ids, sids, strict=True))
+    assert all(sid_of(sidmap, i) == s for i, s in zip(ids, sids, strict=True))
 
 
-def test_export_refuses_an_ensemble_over_two_sid_maps(deployment, tmp_path):
-    import shutil
-
-    import numpy as np
-
-    from components.sids.sidmap import SidMap
-
-    _, _, _, sidmap, _, export = deployment
+def test_an_ensemble_over_two_sid_maps_is_refused_before_export(deployment, tmp_path):
+    _, _, _, sidmap, _, model_dir = deployment
     other = tmp_path / "other"
-    shutil.copytree(export["source"], other)
+    shutil.copytree(model_dir, other)
     shutil.rmtree(other / "sid_map")
     codes = np.asarray(sidmap.codes)[::-1].copy()
     SidMap(sidmap.item_ids, codes, sidmap.codebook_sizes, "another-version").save(other / "sid_map")
-    with pytest.raises(ValueError, match="share one SID map"):
-        export_triton_repository([Path(export["source"]), other], str(tmp_path / "repo"))
-    assert not (tmp_path / "repo" / "sidrec").exists()  # nothing written
+    with pytest.raises(RecommenderError, match="cannot decode with"):
+        Recommender.from_pretrained([model_dir, other])
+
+
+def test_export_refuses_what_would_not_load_or_serve(deployment, tmp_path):
+    """Export loads the version back as Triton would: truncated weights, a missing config.json or a SID map of
+    another version are refused, naming the file, and nothing is published."""
+    _, _, _, sidmap, _, model_dir = deployment
+    recommender = Recommender.from_pretrained(model_dir)
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    weights = next(bad.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(RecommenderError, match="do not load"):
+        Recommender.from_pretrained(bad)
+    (bad / "config.json").unlink()
+    with pytest.raises(RecommenderError, match="missing config.json"):
+        Recommender.from_pretrained(bad)
+    foreign = tmp_path / "foreign"
+    shutil.copytree(model_dir, foreign)
+    (foreign / "sidrec_model.json").write_text('{"sid_version": "another-version"}')
+    with pytest.raises(RecommenderError, match="only decodes with the map it was trained on"):
+        Recommender.from_pretrained(foreign)
+    # a version that loads but cannot serve (its trie gone) is refused by export's own check
+    broken = Recommender.from_pretrained(model_dir)
+    broken.sidmap = SidMap([], np.zeros((0, sidmap.n_levels), dtype=np.int64), sidmap.codebook_sizes, "empty")
+    with pytest.raises(ExportError, match="refused to export"):
+        export_triton_repository(broken, str(tmp_path / "repo"), SERVING)
+    assert not (tmp_path / "repo" / "sidrec").exists()  # nothing published
+    assert export_triton_repository(recommender, str(tmp_path / "repo"), SERVING)["version"] == 1
 
 
 @pytest.mark.integration
-def test_triton_serves_the_hybrid_like_the_library(deployment, tmp_path):
-    """Export with a blend weight: Triton mixes its beam with the model's transitions.json exactly as
-    recommend_items does, with and without think-ahead prefixes, and never serves an item the SID map lacks."""
-    import shutil
-
-    from components.decoding.recommend import recommend_items
-    from components.decoding.transitions import TransitionTable
-    from components.decoding.trie import SidTrie
-    from components.model.backbone import load_trained
-
-    cfg, _, _, sidmap, events, export = deployment
+def test_triton_serves_the_hybrid_and_the_ranker_like_the_library(deployment, tmp_path):
+    """Triton mixes its beam with the model's transitions.json, or reorders it with the ranker, exactly as the
+    library's Recommender does, with and without think-ahead prefixes, and never serves an item the map lacks."""
+    cfg, _, _, sidmap, events, source = deployment
     model_dir = tmp_path / "model"
-    shutil.copytree(export["source"], model_dir)
-    model, tokenizer, loaded = load_trained(model_dir)
-    trie = SidTrie.from_sidmap(loaded, tokenizer)
+    shutil.copytree(source, model_dir)
+    plain = Recommender.from_pretrained(model_dir)
     history = [str(i) for i in events.item_id.head(4)]
-    beam = {i for i, _ in recommend_items(model, tokenizer, trie, loaded, [history], 20, 20)[0]}
-    outside = [i for i in loaded.item_ids if i not in beam][:3]
+    beam = {i for i, _ in plain.recommend([history], 20)[0]}
+    outside = [i for i in sidmap.item_ids if i not in beam][:3]
     table = TransitionTable({history[-1]: {outside[0]: 5, outside[1]: 2, outside[2]: 1, "not-in-catalog": 9}})
     table.save(model_dir / "transitions.json")
-    exported = export_triton_repository(model_dir, str(tmp_path / "repo"), beam_size=20, blend_weight=0.5)
-    assert exported["blend_weight"] == 0.5
-    assert 'key: "blend_weight" value: { string_value: "0.5" }' in (tmp_path / "repo/sidrec/config.pbtxt").read_text()
-    prefix = [loaded.codes_of(outside[1])[:2]]  # the client sends two-level think-ahead prefixes
-    expected = recommend_items(model, tokenizer, trie, loaded, [history], 10, 20, transitions=table, blend_weight=0.5)
-    narrowed = recommend_items(
-        model, tokenizer, trie, loaded, [history], 10, 20, [prefix], transitions=table, blend_weight=0.5
-    )
-    assert {outside[0], outside[1]} <= {i for i, _ in expected[0]}  # the successors made it in
-    with start_triton(tmp_path / "repo", tmp_path / "triton") as server:
-        client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
-        ids, sids, scores = client._infer(history, 10, None)
-        pref_ids, _, pref_scores = client._infer(history, 10, prefix)
-    assert ids == [i for i, _ in expected[0]] and "not-in-catalog" not in ids
-    assert scores == pytest.approx([s for _, s in expected[0]], abs=1e-4)
-    assert all(sidmap.sid_of(i) == s for i, s in zip(ids, sids, strict=True))
-    assert pref_ids == [i for i, _ in narrowed[0]] and outside[1] in pref_ids
-    assert pref_scores == pytest.approx([s for _, s in narrowed[0]], abs=1e-4)
-
-
-def test_export_of_a_hybrid_needs_the_models_transitions(deployment, tmp_path):
-    _, _, _, _, _, export = deployment
-    with pytest.raises(FileNotFoundError, match="sidrec train transitions"):
-        export_triton_repository(Path(export["source"]), str(tmp_path / "repo"), blend_weight=0.2)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        export_triton_repository(Path(export["source"]), str(tmp_path / "repo"), blend_weight=1.5)
-    assert not (tmp_path / "repo").exists()  # nothing written
-
-
-@pytest.mark.integration
-def test_triton_serves_the_ranker_like_the_library(deployment, tmp_path):
-    """Export with --ranker: Triton pools its beam with the ranker's count candidates and reorders them exactly as
-    recommend_items does, with and without think-ahead prefixes."""
-    from components.data.splits import examples_from_events
-    from components.decoding.recommend import recommend_items
-    from components.decoding.trie import SidTrie
-    from components.model.backbone import load_trained
-    from components.ranking.artifact import RankerArtifact
-    from components.ranking.candidates import ItemStats, candidate_rows, sid_codes
-    from components.ranking.ranker import train_ranker
-
-    cfg, _, _, sidmap, events, export = deployment
-    model, tokenizer, loaded = load_trained(Path(export["source"]))
-    trie = SidTrie.from_sidmap(loaded, tokenizer)
+    hybrid = Recommender.from_pretrained(model_dir, blend_weight=0.5)
     train = examples_from_events(events, 10)["train"].head(80)
     stats = ItemStats.from_examples(train["history"], train["target"])
     histories = [[str(i) for i in h] for h in train["history"]]
-    beams = recommend_items(model, tokenizer, trie, loaded, histories, 20, 20)
-    rows = candidate_rows(histories, stats, beams, sid_codes(loaded))
+    rows = candidate_rows(histories, stats, plain.recommend(histories, 20), sid_codes(sidmap))
     booster = train_ranker(rows, train["target"].astype(str).tolist(), rounds=20)
-    RankerArtifact(booster, stats, with_model=True, with_sids=True).save(tmp_path / "ranker")
-    ranker = RankerArtifact.load(tmp_path / "ranker")
-    exported = export_triton_repository(
-        Path(export["source"]), str(tmp_path / "repo"), beam_size=20, ranker_dir=tmp_path / "ranker"
-    )
-    assert exported["ranker"] == str(tmp_path / "ranker")
-    history = histories[5]
-    expected = recommend_items(model, tokenizer, trie, loaded, [history], 10, 20, ranker=ranker)[0]
-    prefix = [loaded.codes_of(expected[3][0])[:2]]
-    narrowed = recommend_items(model, tokenizer, trie, loaded, [history], 10, 20, [prefix], ranker=ranker)[0]
-    with start_triton(tmp_path / "repo", tmp_path / "triton") as server:
-        client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
-        ids, sids, scores = client._infer(history, 10, None)
-        pref_ids, _, pref_scores = client._infer(history, 10, prefix)
-    assert ids == [i for i, _ in expected] and len(ids) == 10
-    assert scores == pytest.approx([s for _, s in expected], abs=1e-4)
-    assert all(sidmap.sid_of(i) == s for i, s in zip(ids, sids, strict=True))
-    assert pref_ids == [i for i, _ in narrowed] and expected[3][0] in pref_ids
-    assert all(loaded.codes_of(i)[:2] == prefix[0] for i in pref_ids)
-    assert pref_scores == pytest.approx([s for _, s in narrowed], abs=1e-4)
-
-
-def test_export_of_a_ranker_needs_a_whole_ranker_directory(deployment, tmp_path):
-    _, _, _, _, _, export = deployment
-    (tmp_path / "ranker").mkdir()
-    with pytest.raises(FileNotFoundError, match="sidrec train ranker"):
-        export_triton_repository(Path(export["source"]), str(tmp_path / "repo"), ranker_dir=tmp_path / "ranker")
-    assert not (tmp_path / "repo").exists()  # nothing written
+    RankerArtifact(booster, stats, True, True, {"beam_size": 20}).save(tmp_path / "ranker")
+    ranked = Recommender.from_pretrained(model_dir, ranker=tmp_path / "ranker")
+    for name, recommender, probe in (("hybrid", hybrid, history), ("ranker", ranked, histories[5])):
+        repo = tmp_path / f"repo_{name}"
+        export_triton_repository(recommender, str(repo), SERVING)
+        expected = recommender.recommend([probe], 10)[0]
+        prefix = [sidmap.codes_of(expected[3][0])[:2]]
+        narrowed = recommender.recommend([probe], 10, [prefix])[0]
+        with start_triton(repo, tmp_path / f"triton_{name}") as server:
+            client = RecommenderClient(cfg, url=server.grpc_url, protocol="grpc")
+            ids, sids, scores, _ = client._infer(_user(probe), 10, 30)
+            pref_ids, _, pref_scores, used = client._infer(_user(probe, prefix, sidmap.version), 10, 30)
+            client.close()
+        assert ids == [i for i, _ in expected] and "not-in-catalog" not in ids, name
+        assert scores == pytest.approx([s for _, s in expected], abs=1e-4)
+        assert all(sid_of(sidmap, i) == s for i, s in zip(ids, sids, strict=True))
+        assert used and pref_ids == [i for i, _ in narrowed] and expected[3][0] in pref_ids
+        assert all(sidmap.codes_of(i)[:2] == prefix[0] for i in pref_ids)
+        assert pref_scores == pytest.approx([s for _, s in narrowed], abs=1e-4)
+    assert {outside[0], outside[1]} <= {i for i, _ in hybrid.recommend([history], 10)[0]}  # successors made it in

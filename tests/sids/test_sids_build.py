@@ -43,7 +43,7 @@ def test_build_has_zero_collisions_and_metrics(data, tmp_path):
     ]
     assert (tmp_path / "code_usage.png").stat().st_size > 1000
     again = SidMap.load(tmp_path)
-    assert again.sid_of("i0") == sidmap.sid_of("i0") and again.version == sidmap.version
+    assert again.codes_of("i0") == sidmap.codes_of("i0") and again.version == sidmap.version
 
 
 def test_forced_collisions_are_resolved_and_capacity_is_checked():
@@ -70,7 +70,7 @@ def test_refresh_keeps_old_sids_and_reports_drift(data, tmp_path):
     result = refresh_sids(tmp_path / "v1", current, events, CFG, tmp_path / "v2")
     new = result.sidmap
     for item in set(old_catalog.item_id) - retired:
-        assert new.sid_of(item) == old.sid_of(item)
+        assert new.codes_of(item) == old.codes_of(item)
     assert set(result.new_items) == new_ids and set(result.retired_items) == retired
     assert new.n_collisions() == 0 and len(new) == 395
     assert all(np.array_equal(a, b) for a, b in zip(new.codebooks, old.codebooks, strict=True))  # same meaning
@@ -100,4 +100,4 @@ def test_rqvae_builds_unique_sids(data, tmp_path):
     # the saved encoder + codebooks assign new items without retraining
     result = refresh_sids(tmp_path / "v1", catalog.iloc[:160], events, cfg, tmp_path / "v2")
     assert len(result.new_items) == 10 and result.sidmap.n_collisions() == 0
-    assert all(result.sidmap.sid_of(i) == sidmap.sid_of(i) for i in sidmap.item_ids)
+    assert all(result.sidmap.codes_of(i) == sidmap.codes_of(i) for i in sidmap.item_ids)

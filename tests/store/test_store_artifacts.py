@@ -8,8 +8,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from components.local.s3 import start_seaweedfs
 from components.store.artifacts import ArtifactError, ArtifactStore
-from components.store.s3server import start_seaweedfs
 
 
 def _make_dir(path: Path, content: str) -> Path:

@@ -1,22 +1,25 @@
-"""Triton python-backend model: batched constrained beam search over Semantic IDs.
+"""Triton python-backend model: the sidrec Recommender behind Triton's dynamic batcher.
 
-Follows Triton's python_backend layout (initialize / execute / finalize). All requests of a dynamic batch go
-through ONE prompt pass and one decode step per SID level. The version directory is self-contained: weights,
-tokenizer and SID map in ./model, and the few sidrec modules the search needs in ./runtime. A seed ensemble
-adds ./model_1, ./model_2, ...: all are loaded and decoded together by the same beam search. With the
-blend_weight parameter > 0 it serves the hybrid: the beam's candidates mixed with ./model/transitions.json
-(decoding.transitions), exactly as the library's recommend_items does. A ./ranker directory (`sidrec export
-triton --ranker`) serves the ranking stage instead: the beam pooled with co-occurrence candidates and
-reordered by its LightGBM ranker (components.ranking), again as recommend_items does.
+Follows Triton's python_backend layout (initialize / execute / finalize). The version directory is the
+recommender's own directory (runtime.Recommender.save_pretrained) plus ./runtime, a copy of the components
+package, so the backend runs exactly the library's runtime core: all valid requests of a dynamic batch go through
+ONE Recommender.recommend call (one prompt pass, one decode step per SID level, then the served stage).
+
+Each request is parsed and checked on its own: a malformed one (bad K, undecodable history or prefix) gets its
+own error and never fails the others of its batch. Prefixes computed for another SID version are ignored (the
+request is fully decoded) and counted: a log line and the metric sidrec_stale_prefixes_total.
 """
 
 import json
 import os
-import re
 import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+
+class RequestError(ValueError):
+    """A request that cannot be served as sent."""
 
 
 class TritonPythonModel:
@@ -25,76 +28,118 @@ class TritonPythonModel:
         sys.path.insert(0, os.path.join(here, "runtime"))
         import torch
 
-        from components.decoding.transitions import FILE_NAME, TransitionTable
-        from components.decoding.trie import SidTrie
-        from components.model.backbone_runtime import load_runtime_model
+        from components.logs import quiet_third_party
+        from components.runtime.language import decode_prefix, sid_of
+        from components.runtime.recommender import Recommender
 
-        self.torch = torch
+        quiet_third_party()
+        self.decode_prefix, self.sid_of = decode_prefix, sid_of
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.beam_size = int(params.get("beam_size", "20"))
-        self.max_k = int(params.get("max_k", "50"))
-        self.blend_weight = float(params.get("blend_weight", "0"))
         use_gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
-        self.device = torch.device(f"cuda:{args.get('model_instance_device_id', '0')}" if use_gpu else "cpu")
-        members = sorted(
-            (name for name in os.listdir(here) if re.fullmatch(r"model(_\d+)?", name)),
-            key=lambda name: int(name.partition("_")[2] or 0),
+        device = f"cuda:{args.get('model_instance_device_id', '0')}" if use_gpu else "cpu"
+        self.recommender = Recommender.from_pretrained(here, device=device, dtype=params.get("dtype", "auto"))
+        self.versions = np.array(
+            [[(self.recommender.model_version or "").encode(), self.recommender.sid_version.encode()]],
+            dtype=np.object_,
         )
-        loaded = [load_runtime_model(os.path.join(here, name), self.device) for name in members]
-        _, self.tokenizer, self.sidmap = loaded[0]
-        self.model = loaded[0][0] if len(loaded) == 1 else [model for model, _, _ in loaded]
-        self.trie = SidTrie.from_sidmap(self.sidmap, self.tokenizer).to(self.device)
-        self.transitions = (
-            TransitionTable.load(os.path.join(here, "model", FILE_NAME)) if self.blend_weight > 0 else None
-        )
-        self.ranker = None
-        if os.path.isdir(os.path.join(here, "ranker")):
-            from components.ranking.artifact import RankerArtifact
+        self.stale_prefixes = 0
+        self.stale_family = self.stale_metric = None
+        try:  # custom metrics exist in recent python backends; serving works without them
+            self.stale_family = pb_utils.MetricFamily(  # kept: a Metric dies with its family
+                name="sidrec_stale_prefixes_total",
+                description="requests whose think-ahead prefixes were for another SID version (ignored)",
+                kind=pb_utils.MetricFamily.COUNTER,
+            )
+            self.stale_metric = self.stale_family.Metric(labels={"sid_version": self.recommender.sid_version})
+        except Exception:  # noqa: BLE001 - an older backend without custom metrics
+            self.stale_family = self.stale_metric = None
 
-            self.ranker = RankerArtifact.load(os.path.join(here, "ranker"))
+    def _parse(self, request):
+        """(history, k, prefixes or None) of one request; RequestError with a message for anything malformed."""
+        history_tensor = pb_utils.get_input_tensor_by_name(request, "HISTORY")
+        k_tensor = pb_utils.get_input_tensor_by_name(request, "K")
+        if history_tensor is None or k_tensor is None:
+            raise RequestError("HISTORY and K are required")
+        try:
+            history = [h.decode("utf-8") for h in history_tensor.as_numpy().reshape(-1) if len(h)]
+        except (UnicodeDecodeError, AttributeError) as exc:
+            raise RequestError(f"HISTORY must hold UTF-8 item ids ({exc})") from exc
+        k_values = k_tensor.as_numpy().reshape(-1)
+        if len(k_values) != 1:
+            raise RequestError(f"K must hold one value, got {len(k_values)}")
+        k = int(k_values[0])
+        if not 1 <= k <= self.recommender.max_k:
+            raise RequestError(f"K must lie in [1, {self.recommender.max_k}] (serving.max_k), got {k}")
+        prefixes = None
+        pref_tensor = pb_utils.get_input_tensor_by_name(request, "PREFIXES")
+        if pref_tensor is not None:
+            values = [p for p in pref_tensor.as_numpy().reshape(-1) if len(p)]
+            version_tensor = pb_utils.get_input_tensor_by_name(request, "PREFIXES_VERSION")
+            version = version_tensor.as_numpy().reshape(-1)[0].decode() if version_tensor is not None else None
+            if values and version is not None and version != self.recommender.sid_version:
+                self._stale(version)
+            elif values:
+                try:
+                    prefixes = [self.decode_prefix(p) for p in values]
+                except ValueError as exc:
+                    raise RequestError(f"PREFIXES: {exc}") from exc
+                depth = {len(p) for p in prefixes}
+                if len(depth) != 1 or depth.pop() >= self.recommender.sidmap.n_levels:
+                    raise RequestError(
+                        f"PREFIXES must all have the same length, below {self.recommender.sidmap.n_levels} codes"
+                    )
+        return history, k, prefixes
+
+    def _stale(self, version):
+        self.stale_prefixes += 1
+        if self.stale_metric is not None:
+            try:
+                self.stale_metric.increment(1)
+            except Exception:  # noqa: BLE001 - a metric must never fail a request
+                self.stale_metric = None
+        if self.stale_prefixes == 1 or self.stale_prefixes % 100 == 0:
+            pb_utils.Logger.log_warn(
+                f"sidrec: ignored think-ahead prefixes of SID version {version} (serving "
+                f"{self.recommender.sid_version}); {self.stale_prefixes} request(s) so far"
+            )
 
     def execute(self, requests):
-        from components.decoding.recommend import recommend_batch
-
-        histories, ks, prefixes = [], [], []
-        for request in requests:
-            history = pb_utils.get_input_tensor_by_name(request, "HISTORY").as_numpy().reshape(-1)
-            k = int(pb_utils.get_input_tensor_by_name(request, "K").as_numpy().reshape(-1)[0])
-            pref = pb_utils.get_input_tensor_by_name(request, "PREFIXES")
-            pref = [] if pref is None else [p.decode() for p in pref.as_numpy().reshape(-1) if p]
-            histories.append([h.decode() for h in history])
-            ks.append(max(1, min(k, self.max_k)))
-            prefixes.append([tuple(int(c) for c in p.split("_")) for p in pref] or None)
-        rows = recommend_batch(
-            self.model,
-            self.tokenizer,
-            self.trie,
-            self.sidmap,
-            histories,
-            max(ks),
-            self.beam_size,
-            prefixes,
-            transitions=self.transitions,
-            blend_weight=self.blend_weight,
-            ranker=self.ranker,
-        )
-        responses = []
-        for row, want in zip(rows, ks, strict=True):
-            row = row[:want]
-            item_ids = np.array([item.encode() for item, _ in row], dtype=np.object_)
-            sids = np.array([self.sidmap.sid_of(item).encode() for item, _ in row], dtype=np.object_)
-            scores = [score for _, score in row]
-            responses.append(
-                pb_utils.InferenceResponse(
+        responses = [None] * len(requests)
+        parsed = []
+        for index, request in enumerate(requests):
+            try:
+                parsed.append((index, *self._parse(request)))
+            except RequestError as exc:
+                responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+        if parsed:
+            histories = [history for _, history, _, _ in parsed]
+            prefixes = [p for _, _, _, p in parsed]
+            try:
+                rows = self.recommender.recommend(
+                    histories, max(k for _, _, k, _ in parsed), prefixes, batch_size=len(parsed)
+                )
+            except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: each request says why
+                error = pb_utils.TritonError(f"sidrec could not serve this batch: {type(exc).__name__}: {exc}")
+                for index, *_ in parsed:
+                    responses[index] = pb_utils.InferenceResponse(error=error)
+                return responses
+            sidmap = self.recommender.sidmap
+            for (index, _, k, used), row in zip(parsed, rows, strict=True):
+                row = row[:k]
+                responses[index] = pb_utils.InferenceResponse(
                     output_tensors=[
-                        pb_utils.Tensor("ITEM_IDS", item_ids),
-                        pb_utils.Tensor("SIDS", sids),
-                        pb_utils.Tensor("SCORES", np.array(scores, dtype=np.float32)),
+                        pb_utils.Tensor("ITEM_IDS", np.array([[i.encode() for i, _ in row]], dtype=np.object_)),
+                        pb_utils.Tensor(
+                            "SIDS", np.array([[self.sid_of(sidmap, i).encode() for i, _ in row]], dtype=np.object_)
+                        ),
+                        pb_utils.Tensor("SCORES", np.array([[s for _, s in row]], dtype=np.float32)),
+                        pb_utils.Tensor("PREFIXES_USED", np.array([[used is not None]], dtype=np.bool_)),
+                        pb_utils.Tensor("VERSIONS", self.versions),
                     ]
                 )
-            )
         return responses
 
     def finalize(self):
-        self.model = None
+        self.stale_metric = self.stale_family = None  # metrics before their family
+        self.recommender = None

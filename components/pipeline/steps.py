@@ -1,0 +1,381 @@
+"""The pipeline's steps as plain functions: what the Airflow DAGs, the KFP pipeline, `sidrec pipeline` and
+`sidrec demo` call.
+
+Each step takes the deployment config (a path, plus overrides for tests) and the artifact versions it works on,
+and returns a dict of plain types (versions, metrics) that travels through XCom unchanged. Steps never read a
+"latest" pointer to find their inputs: the upstream step's result names the version, so a task can run in its
+own pod with nothing but the artifact store in common (local scratch directories are re-derived from versions).
+Only `resolve` reads a LATEST pointer, once, at the entry of a DAG run that was started by the schedule rather
+than by its upstream's asset event, and `evaluate_and_gate` reads what production serves now ("model"), which is
+what it must compare with.
+
+Re-running a step on the same inputs republishes identical content, and the store returns the existing version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from components.config import Config, load_config
+from components.data.ingest import ingest as ingest_batch
+from components.evaluation.gate import gate
+from components.features.historical import build_training_examples
+from components.features.repo import apply, materialize, read_prefix_files, write_sources
+from components.reasoning.thinkahead import shard_users, write_prefixes
+from components.reasoning.thinkahead import think_ahead as think_ahead_users
+from components.runtime.ranker import DIR_NAME as RANKER_DIR
+from components.runtime.recommender import Recommender
+from components.serving.export import export_triton_repository
+from components.sids.build import build_sids, publish_sid_map
+from components.sids.refresh import refresh_sids
+from components.sids.sidmap import SidMap
+from components.store.artifacts import ArtifactStore
+from components.training.ranker import fit_ranker
+from components.training.train import train_model
+
+log = logging.getLogger(__name__)
+EXAMPLES_FILE = "examples.parquet"
+SPLIT_COLUMN = "split"  # train | select (picks epochs, teaches the ranker) | gate (the promotion gate's holdout)
+
+
+SCRATCH_ENV = "SIDREC_SCRATCH_ROOT"
+
+
+def _cfg(config_path: str | None, overrides: dict | None) -> Config:
+    """The deployment; with SIDREC_SCRATCH_ROOT set, every step call gets a fresh run directory under it (what a
+    pod's scratch space is: nothing a step writes locally survives for the next one, so hand-offs must go through
+    the artifact store)."""
+    cfg = load_config(config_path, overrides)
+    if os.environ.get(SCRATCH_ENV):
+        Path(os.environ[SCRATCH_ENV]).mkdir(parents=True, exist_ok=True)
+        cfg = cfg.model_copy(update={"run_root": tempfile.mkdtemp(prefix="task-", dir=os.environ[SCRATCH_ENV])})
+    return cfg
+
+
+def _store(cfg: Config) -> ArtifactStore:
+    return ArtifactStore.from_config(cfg.store)
+
+
+def _run_dir(cfg: Config, name: str) -> Path:
+    return Path(cfg.path(cfg.run_root)) / name
+
+
+def _curated(store: ArtifactStore, curated_version: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    folder = store.fetch("curated", curated_version)
+    return pd.read_parquet(folder / "catalog.parquet"), pd.read_parquet(folder / "events.parquet")
+
+
+def _fresh(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def resolve(config_path: str | None = None, overrides: dict | None = None, name: str = "curated") -> str | None:
+    """The version LATEST names for `name` (None before the first publish): read once at a DAG run's entry."""
+    return _store(_cfg(config_path, overrides)).latest_version(name)
+
+
+# -- data -----------------------------------------------------------------------------------------------------
+def ingest(config_path: str | None = None, overrides: dict | None = None) -> dict:
+    """Validate the raw catalog + events (Great Expectations, bad rows quarantined) and publish them curated."""
+    cfg = _cfg(config_path, overrides)
+    result = ingest_batch(cfg, _fresh(_run_dir(cfg, "curated")), publish=False)
+    result["curated_version"] = _store(cfg).publish("curated", Path(result["curated_dir"]), metadata=result)
+    return result
+
+
+def sid_refresh(config_path: str | None = None, overrides: dict | None = None, curated_version: str = "") -> dict:
+    """Refresh the production SID map for the curated catalog, or build a new version when drift says so."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    catalog, events = _curated(store, curated_version)
+    previous = store.latest_version("sid_map")
+    if previous is None:
+        build_dir = _fresh(_run_dir(cfg, "sid_build"))
+        build_sids(catalog, events, cfg.sids, build_dir)
+        metrics = json.loads((build_dir / "metrics.json").read_text())
+        version = publish_sid_map(store, build_dir, metadata=metrics)
+        return {"action": "build", "sid_version": version, "new_sid_version": True, "metrics": metrics}
+    result = refresh_sids(store.fetch("sid_map", previous), catalog, events, cfg.sids, _run_dir(cfg, "sid_refresh"))
+    summary = result.summary()
+    if result.rebuild:
+        build_dir = _fresh(_run_dir(cfg, "sid_build"))
+        build_sids(catalog, events, cfg.sids, build_dir)
+        metrics = json.loads((build_dir / "metrics.json").read_text())
+        version = publish_sid_map(store, build_dir, metadata={**metrics, "drift": summary})
+        return {"action": "rebuild", "sid_version": version, "new_sid_version": True, "drift": summary}
+    version = publish_sid_map(store, _run_dir(cfg, "sid_refresh"), metadata=summary)
+    return {"action": "refresh", "sid_version": version, "new_sid_version": version != previous, "drift": summary}
+
+
+def _feature_sources(
+    cfg: Config, store: ArtifactStore, curated_version: str, sid_version: str, prefixes_version: str | None = None
+) -> dict:
+    """Write the Feast sources and register the repository from these versions (in this task's run directory)."""
+    catalog, events = _curated(store, curated_version)
+    sidmap = SidMap.load(store.fetch("sid_map", sid_version))
+    prefixes = read_prefix_files(store.fetch("prefixes", prefixes_version)) if prefixes_version else None
+    write_sources(cfg, catalog, events, sidmap, prefixes)
+    return {"objects": apply(cfg), "users_with_prefixes": 0 if prefixes is None else int(len(prefixes))}
+
+
+def features_materialize(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    curated_version: str = "",
+    sid_version: str = "",
+    prefixes_version: str | None = None,
+) -> dict:
+    """Feast sources from the curated data, the SID map and the prefixes of these versions; apply; materialize."""
+    cfg = _cfg(config_path, overrides)
+    sources = _feature_sources(cfg, _store(cfg), curated_version, sid_version, prefixes_version)
+    return {**materialize(cfg), **sources, "sid_version": sid_version, "prefixes_version": prefixes_version}
+
+
+def holdout_split(examples: pd.DataFrame) -> pd.Series:
+    """train / select / gate per example: each user's last example is held out, and the held-out users are split
+    in two by a stable hash of the user id: the `select` rows pick epochs (and teach the ranker), the `gate` rows
+    compare models. No row is used for both."""
+    order = examples.sort_values(["user_id", "event_timestamp"], kind="stable")
+    last = order.groupby("user_id").tail(1).index
+    half = examples.loc[last, "user_id"].map(lambda u: int(hashlib.sha1(str(u).encode()).hexdigest(), 16) % 2)
+    split = pd.Series("train", index=examples.index)
+    split.loc[last] = half.map({0: "select", 1: "gate"})
+    return split
+
+
+def build_examples(
+    config_path: str | None = None, overrides: dict | None = None, curated_version: str = "", sid_version: str = ""
+) -> dict:
+    """Point-in-time next-item examples from Feast for every event that has an earlier one, split into train /
+    select / gate (holdout_split), published as the 'examples' artifact."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    _feature_sources(cfg, store, curated_version, sid_version)
+    _, events = _curated(store, curated_version)
+    entity = events.rename(columns={"item_id": "target"})[["user_id", "target", "event_timestamp"]]
+    examples = build_training_examples(cfg, entity)
+    examples[SPLIT_COLUMN] = holdout_split(examples)
+    folder = _fresh(_run_dir(cfg, "examples"))
+    examples.to_parquet(folder / EXAMPLES_FILE, index=False)
+    counts = {k: int(v) for k, v in examples[SPLIT_COLUMN].value_counts().items()}
+    version = store.publish("examples", folder, metadata={"curated_version": curated_version, "rows": counts})
+    return {"examples_version": version, "examples": int(len(examples)), "rows": counts}
+
+
+def _examples(store: ArtifactStore, examples_version: str) -> dict[str, pd.DataFrame]:
+    frame = pd.read_parquet(store.fetch("examples", examples_version) / EXAMPLES_FILE)
+    frame["history"] = frame["history"].map(list)
+    return {name: frame[frame[SPLIT_COLUMN] == name].reset_index(drop=True) for name in ("train", "select", "gate")}
+
+
+# -- model ----------------------------------------------------------------------------------------------------
+def train(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    examples_version: str = "",
+    sid_version: str = "",
+    curated_version: str = "",
+) -> dict:
+    """Fine-tune on the examples' train rows (epochs picked on the select rows) and stage the model as a
+    'model_candidate' version; with serving.ranker also learn its ranking stage (on the select rows)."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    catalog, _ = _curated(store, curated_version)
+    sidmap = SidMap.load(store.fetch("sid_map", sid_version))
+    rows = _examples(store, examples_version)
+    model_dir = train_model(cfg, sidmap, catalog, rows["train"], rows["select"], _run_dir(cfg, "model_candidate"))
+    ranker = None
+    if cfg.serving.ranker:
+        ranker = learn_served_ranker(
+            cfg, model_dir, rows["train"], rows["select"], pd.concat(list(rows.values()), ignore_index=True)
+        )
+    info = json.loads((model_dir / "sidrec_model.json").read_text())
+    metadata = {**info, "examples_version": examples_version, "curated_version": curated_version}
+    version = store.publish("model_candidate", model_dir, metadata=metadata)
+    return {
+        "candidate_version": version,
+        "sid_version": sidmap.version,
+        "examples_version": examples_version,
+        "best_select_hr10": info.get("best_valid"),
+        "train_seconds": info.get("train_seconds"),
+        "ranker_cross_validated": ranker,
+    }
+
+
+def learn_served_ranker(
+    cfg: Config, model_dir: Path, fit: pd.DataFrame, rank: pd.DataFrame, serve: pd.DataFrame
+) -> dict:
+    """The ranking stage of a freshly trained model, written into its ranker/ so that promotion and export carry
+    it: learnt on `rank` rows with counts from `fit` rows and the model's beams of serving.beam_size, serving
+    counts from `serve`. Returns its cross-validated metrics on the rank rows."""
+    recommender = Recommender.from_pretrained(model_dir, device=cfg.train.device, beam_size=cfg.serving.beam_size)
+    artifact = fit_ranker(fit, rank, serve, recommender, cfg.serving.beam_size, cfg.eval.batch_size, tuple(cfg.eval.ks))
+    artifact.save(model_dir / RANKER_DIR)
+    return artifact.meta["cross_validated"]
+
+
+def _load(cfg: Config, folder: Path, model_version: str | None, **kwargs) -> Recommender:
+    recommender = Recommender.from_pretrained(
+        folder,
+        device=cfg.train.device,
+        beam_size=cfg.serving.beam_size,
+        max_k=max(cfg.serving.max_k, *cfg.eval.ks),
+        **kwargs,
+    )
+    recommender.info["model_version"] = model_version
+    return recommender
+
+
+def evaluate_and_gate(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    candidate_version: str = "",
+    examples_version: str = "",
+) -> dict:
+    """Score the candidate, the production model and the baselines on the examples' gate rows (evaluation.gate);
+    promote (publish the candidate as 'model') when it passes."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    rows = _examples(store, examples_version)
+    holdout = rows["gate"]
+    if cfg.eval.max_examples and len(holdout) > cfg.eval.max_examples:
+        holdout = holdout.sample(n=cfg.eval.max_examples, random_state=0)
+    candidate = _load(cfg, store.fetch("model_candidate", candidate_version), candidate_version)
+    production_version = store.latest_version("model")
+    production = (
+        _load(cfg, store.fetch("model", production_version), production_version) if production_version else None
+    )
+    train_rows = pd.concat([rows["train"], rows["select"]], ignore_index=True)
+    result = gate(
+        candidate,
+        production,
+        train_rows,
+        holdout,
+        cfg.eval.ks,
+        cfg.eval.gate_metric,
+        cfg.eval.gate_tolerance,
+        cfg.eval.batch_size,
+    )
+    result.update({"candidate_version": candidate_version, "production_version": production_version})
+    if result["promoted"]:
+        result["model_version"] = _promote(store, candidate_version, {"gate": _summary(result)})
+    return result
+
+
+def _summary(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "scores"}
+
+
+def _promote(store: ArtifactStore, candidate_version: str, metadata: dict) -> str:
+    folder = store.fetch("model_candidate", candidate_version)
+    return store.publish("model", folder, metadata={"candidate_version": candidate_version, **metadata})
+
+
+def promote(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    candidate_version: str = "",
+    reason: str = "manual",
+) -> dict:
+    """Ops action: promote a staged candidate without the gate (a first model, or a rollback); logged as such."""
+    cfg = _cfg(config_path, overrides)
+    version = _promote(_store(cfg), candidate_version, {"promoted_by": reason})
+    log.warning("model_candidate %s promoted WITHOUT the gate (%s) as model %s", candidate_version, reason, version)
+    return {"model_version": version, "candidate_version": candidate_version, "reason": reason}
+
+
+def export(config_path: str | None = None, overrides: dict | None = None, model_version: str = "") -> dict:
+    """Export this promoted model version, with the deployment's serving settings (and its ranker when
+    serving.ranker), as a new checked version of the Triton model repository."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    recommender = Recommender.from_pretrained(
+        store.fetch("model", model_version),
+        dtype="float32",
+        beam_size=cfg.serving.beam_size,
+        max_k=cfg.serving.max_k,
+        blend_weight=cfg.serving.blend_weight,
+        ranker=cfg.serving.ranker,
+    )
+    recommender.info["model_version"] = model_version
+    return export_triton_repository(recommender, cfg.path(cfg.serving.model_repository), cfg.serving)
+
+
+# -- reasoning ------------------------------------------------------------------------------------------------
+def _users(cfg: Config, events: pd.DataFrame) -> pd.DataFrame:
+    """Active users and their current histories (the last data.max_history items); reasoning.max_users most
+    recently active ones when set."""
+    ordered = events.sort_values(["user_id", "event_timestamp"], kind="stable")
+    users = ordered.groupby("user_id")["item_id"].apply(lambda s: [str(i) for i in s][-cfg.data.max_history :])
+    frame = users.reset_index().rename(columns={"item_id": "history"})
+    if cfg.reasoning.max_users:
+        recent = ordered.groupby("user_id")["event_timestamp"].max().nlargest(cfg.reasoning.max_users).index
+        frame = frame[frame["user_id"].isin(set(recent))]
+    return frame
+
+
+def active_users(config_path: str | None = None, overrides: dict | None = None, curated_version: str = "") -> dict:
+    """How many users think-ahead will cover."""
+    cfg = _cfg(config_path, overrides)
+    _, events = _curated(_store(cfg), curated_version)
+    return {"users": int(len(_users(cfg, events)))}
+
+
+def think_ahead(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    model_version: str = "",
+    curated_version: str = "",
+    shard: int = 0,
+    n_shards: int = 1,
+) -> dict:
+    """Offline reasoning for one shard of the active users with this model version; the shard's prefixes are
+    published as a 'prefix_shards' version for publish_prefixes to collect."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    _, events = _curated(store, curated_version)
+    users = shard_users(_users(cfg, events), shard, n_shards)
+    recommender = _load(cfg, store.fetch("model", model_version), model_version)
+    frame = think_ahead_users(recommender, users, cfg.reasoning, seed=cfg.train.seed + shard)
+    folder = _fresh(_run_dir(cfg, f"prefix_shard_{shard:03d}"))
+    write_prefixes(frame, folder, shard, n_shards)
+    version = store.publish(
+        "prefix_shards",
+        folder,
+        version=f"{model_version}.{shard:03d}-of-{n_shards:03d}",
+        metadata={"model_version": model_version, "users": int(len(frame))},
+    )
+    return {"shard": shard, "n_shards": n_shards, "shard_version": version, "users": int(len(frame))}
+
+
+def publish_prefixes(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    shard_versions: list[str] | None = None,
+    model_version: str = "",
+    curated_version: str = "",
+    sid_version: str = "",
+) -> dict:
+    """Publish the shards as one 'prefixes' version, then load them (with the features of these versions) into the
+    online store."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    staging = _fresh(_run_dir(cfg, "prefixes_publish"))
+    for version in shard_versions or []:
+        for path in store.fetch("prefix_shards", version).glob("prefixes-*.parquet"):
+            shutil.copyfile(path, staging / path.name)
+    if not any(staging.iterdir()):
+        raise ValueError("no prefix shard to publish")
+    version = store.publish("prefixes", staging, metadata={"model_version": model_version, "shards": shard_versions})
+    online = features_materialize(config_path, overrides, curated_version, sid_version, version)
+    return {"prefixes_version": version, "users_with_prefixes": online["users_with_prefixes"]}

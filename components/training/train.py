@@ -1,0 +1,467 @@
+"""Training: a generic completion-only causal-LM trainer, and the recommender's train_model on top of it.
+
+The trainer computes the transformer once per batch and the (large) output layer only at the completion
+positions: for next-item examples that is 3 positions out of ~35, which is most of the saving on CPU where
+the 49k-token output layer dominates. Stage 1 (token warm-up) trains only the new SID embedding rows, stage 2
+trains everything (or LoRA adapters + embeddings with peft). Checkpoints (model, optimizer, step) allow resume.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from components.config import Config, TrainConfig
+from components.logs import progress
+from components.metrics import hit_rate_ndcg
+from components.runtime.backbone import decoder_and_head, load_backbone, token_logits
+from components.runtime.language import sid_token_ids
+from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, TITLES_FILE, Recommender
+from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
+from components.runtime.transitions import TransitionTable
+from components.sids.sidmap import SidMap
+from components.training import distributed
+from components.training.examples import build_training_texts
+from components.training.vocab import add_sid_tokens
+
+log = logging.getLogger(__name__)
+
+
+def tokenize_pairs(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> list[tuple[list[int], int]]:
+    """(ids, n_prompt) per pair; prompts are cut from the left so the completion always fits."""
+    prompts = tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    completions = tokenizer([c for _, c in pairs], add_special_tokens=False)["input_ids"]
+    out = []
+    for p, c in zip(prompts, completions, strict=True):
+        p = p[-max(1, max_length - len(c)) :] if p else p
+        out.append((p + c, len(p)))
+    return out
+
+
+def _batch(
+    items: list[tuple[list[int], int]], pad_id: int, learn_in_prompt: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, mask and labels (-100 outside the completion, and outside `learn_in_prompt` tokens)."""
+    width = max(len(ids) for ids, _ in items)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    for r, (ids, n_prompt) in enumerate(items):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        mask[r, : len(ids)] = 1
+        labels[r, max(n_prompt, 1) : len(ids)] = torch.tensor(ids[max(n_prompt, 1) :])
+        if learn_in_prompt is not None and n_prompt > 1:
+            prompt = input_ids[r, 1:n_prompt]
+            labels[r, 1:n_prompt] = torch.where(torch.isin(prompt, learn_in_prompt), prompt, -100)
+    return input_ids, mask, labels
+
+
+def completion_loss(
+    model,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    sid_table: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Next-token cross-entropy over completion tokens only (output layer at those positions only): their mean,
+    or with reduction "sum" their sum (what a distributed step divides by the global token count).
+
+    With `sid_table` ([levels, codes] token ids, -1 padding, see language.sid_token_ids) a SID target is scored
+    against its own level's codes only; other targets (titles) keep the full-vocabulary softmax.
+    """
+    base, head = decoder_and_head(model)
+    hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    target = labels[:, 1:]
+    select = target != -100
+    hidden, target = hidden[:, :-1][select], target[select]
+    if sid_table is None:
+        return torch.nn.functional.cross_entropy(head(hidden).float(), target, reduction=reduction)
+    total = _sid_level_loss(head, hidden, target, sid_table)
+    return total if reduction == "sum" else total / max(int(target.numel()), 1)
+
+
+class CompletionLoss(torch.nn.Module):
+    """The model and its loss as one module, so that DistributedDataParallel sees the forward pass it syncs."""
+
+    def __init__(self, model, sid_table: torch.Tensor | None) -> None:
+        super().__init__()
+        self.model, self.sid_table = model, sid_table
+
+    def forward(self, input_ids, mask, labels, reduction: str = "mean") -> torch.Tensor:
+        return completion_loss(self.model, input_ids, mask, labels, self.sid_table, reduction)
+
+
+def _sid_level_loss(head, hidden: torch.Tensor, target: torch.Tensor, sid_table: torch.Tensor) -> torch.Tensor:
+    """The summed SID-level (and full-vocabulary, for other targets) cross-entropy."""
+    total = hidden.new_zeros((), dtype=torch.float32)
+    is_sid = torch.zeros_like(target, dtype=torch.bool)
+    for level_ids in sid_table:
+        level_ids = level_ids[level_ids >= 0]
+        match = target.unsqueeze(1) == level_ids  # [n, codes]: which code of this level each target is
+        here = match.any(1)
+        if not here.any():
+            continue
+        is_sid |= here
+        logits = token_logits(head, hidden[here], level_ids).float()
+        total = total + torch.nn.functional.cross_entropy(logits, match[here].long().argmax(1), reduction="sum")
+    if (~is_sid).any():
+        rest = head(hidden[~is_sid]).float()
+        total = total + torch.nn.functional.cross_entropy(rest, target[~is_sid], reduction="sum")
+    return total
+
+
+@contextlib.contextmanager
+def training_dropout(model, p: float):
+    """Dropout on embeddings, attention/MLP block outputs and attention weights while training, as hooks.
+
+    Hooks (not config changes) so the saved model is the plain backbone architecture; nothing stays after.
+    """
+    if p <= 0:
+        yield
+        return
+    base, _ = decoder_and_head(model)
+
+    def drop(module, args, output):
+        if isinstance(output, tuple):
+            return (torch.nn.functional.dropout(output[0], p, module.training), *output[1:])
+        return torch.nn.functional.dropout(output, p, module.training)
+
+    modules = [model.get_input_embeddings()]
+    attentions = []
+    for layer in base.layers:
+        modules += [layer.self_attn, layer.mlp]
+        if hasattr(layer.self_attn, "attention_dropout"):
+            attentions.append((layer.self_attn, layer.self_attn.attention_dropout))
+            layer.self_attn.attention_dropout = p
+    handles = [m.register_forward_hook(drop) for m in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for attention, value in attentions:
+            attention.attention_dropout = value
+
+
+def _save_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = [h["step"] for h in history if "loss" in h]
+    ax.plot(steps, [h["loss"] for h in history if "loss" in h], label="train loss (smoothed)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    evals = [h for h in history if "valid" in h]
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot([h["step"] for h in evals], [h["valid"] for h in evals], "o-", color="tab:orange", label="valid HR@10")
+        ax2.set_ylabel("valid HR@10")
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def train_causal_lm(
+    model,
+    tokenizer,
+    examples: list[tuple[str, str]],
+    cfg: TrainConfig,
+    out_dir: Path,
+    valid_fn: Callable[[object], float] | None = None,
+    new_token_ids: list[int] | None = None,
+    max_length: int = 256,
+    sid_table: torch.Tensor | None = None,
+) -> dict:
+    """Completion-only training with token warm-up, grad accumulation, exact checkpoints/resume and curves, in one
+    process or under torchrun (training.distributed: DDP over the same model, each global batch split by rank,
+    rank 0 evaluates and checkpoints).
+
+    valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept.
+    sid_table (language.sid_token_ids) switches SID targets to the SID-level softmax (TrainConfig.sid_softmax).
+    Only the parameters that require grad when training starts are trained (a LoRA model's adapters and new SID
+    rows; everything for a full fine-tune); during the token warm-up only the embedding rows among them.
+    Returns {"history", "best_valid", "train_seconds", "tokens", "steps", ...}.
+    """
+    with training_dropout(model, cfg.dropout):
+        return _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table)
+
+
+def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    ctx, device = distributed.init(cfg.device)
+    model.to(device)
+    sid_table = sid_table.to(device) if sid_table is not None else None
+    data = tokenize_pairs(tokenizer, examples, max_length)
+    n_batches = math.ceil(len(data) / cfg.batch_size)
+    steps_per_epoch = max(1, n_batches // cfg.grad_accum)
+    total_steps = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))  # the schedule's length
+    stop_steps = (
+        total_steps if cfg.stop_epochs is None else min(total_steps, max(1, int(steps_per_epoch * cfg.stop_epochs)))
+    )
+    warmup_steps = int(total_steps * cfg.warmup_epochs / max(cfg.epochs, 1e-9)) if new_token_ids else 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    learn_in_prompt = torch.tensor(new_token_ids) if cfg.history_loss and new_token_ids else None
+
+    embed = model.get_input_embeddings().weight
+    old_rows = None
+    if new_token_ids and embed.requires_grad:  # a full embedding matrix trains: keep its old rows in warm-up
+        old_rows = torch.ones(embed.shape[0], dtype=torch.bool, device=device)
+        old_rows[torch.tensor(new_token_ids)] = False
+        old_values = embed.detach()[old_rows].clone()
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    trained = [p for name, p in model.named_parameters() if name in trainable]  # model order: stable float sums
+
+    def set_stage(warm: bool) -> None:
+        for name, p in model.named_parameters():
+            embedding = "embed_tokens" in name or "lm_head" in name or "trainable_tokens" in name
+            p.requires_grad_(name in trainable and (not warm or embedding))
+
+    loss_module = CompletionLoss(model, sid_table)
+    ddp = loss_module
+    if ctx.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        ddp = DistributedDataParallel(loss_module, device_ids=ids, find_unused_parameters=warmup_steps > 0)
+    optim = torch.optim.AdamW(
+        trained,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        fused=device.type == "cuda",
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optim,
+        lambda s: (
+            min(1.0, (s + 1) / max(1, total_steps // 20))
+            * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps)))))
+        ),
+    )
+    ckpt = out_dir / "checkpoint.pt"
+    step, history, best, best_state, tokens, smoothed = 0, [], -1.0, None, 0, None
+    rng = random.Random(cfg.seed)
+    epoch_state, position = rng.getstate(), 0  # the shuffle's state at the current epoch's start, rows done
+    if ckpt.exists():  # resume exactly where the checkpoint was taken
+        state = torch.load(ckpt, weights_only=True, map_location=device)  # tensors and plain types only
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        schedule.load_state_dict(state["schedule"])
+        step, history, best, tokens, smoothed = (state[k] for k in ("step", "history", "best", "tokens", "smoothed"))
+        epoch_state, position = _rng_state(state["epoch_state"]), state["position"]
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("best_state") is not None:
+            best_state = state["best_state"]
+        log.info("resumed from step %d", step)
+    t0 = time.perf_counter()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
+    bar = progress(total=stop_steps, initial=step, desc="train", unit="step")
+    chunk = cfg.batch_size * cfg.grad_accum
+    model.train()
+    while step < stop_steps:
+        rng.setstate(epoch_state)
+        order = list(range(len(data)))
+        rng.shuffle(order)
+        for start in range(position, max(1, len(order) - chunk + 1), chunk):
+            if step >= stop_steps:
+                break
+            set_stage(step < warmup_steps)
+            optim.zero_grad(set_to_none=True)
+            loss_value = 0.0
+            for micro in range(cfg.grad_accum):
+                idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
+                if not idx:
+                    continue
+                batch = _batch([data[i] for i in idx[ctx.rank :: ctx.world_size]], pad, learn_in_prompt)
+                input_ids, mask, labels = (t.to(device, non_blocking=True) for t in batch)
+                tokens += int(batch[1].sum())  # counted on the host copy: no device sync
+                with autocast:
+                    if ctx.distributed:  # the global mean: local sum over all ranks' completion tokens
+                        local = int((batch[2][:, 1:] != -100).sum())
+                        count = distributed.all_sum([local], device)[0]
+                        loss = ddp(input_ids, mask, labels, "sum") * ctx.world_size / max(count, 1) / cfg.grad_accum
+                    else:
+                        loss = ddp(input_ids, mask, labels) / cfg.grad_accum
+                loss.backward()
+                value = float(loss.detach())
+                loss_value += distributed.all_sum([value], device)[0] / ctx.world_size if ctx.distributed else value
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
+            optim.step()
+            if step < warmup_steps and old_rows is not None:
+                with torch.no_grad():  # only the new SID rows move during warm-up (undo decay/momentum)
+                    embed[old_rows] = old_values
+            schedule.step()
+            step += 1
+            position = start + chunk
+            smoothed = loss_value if smoothed is None else 0.95 * smoothed + 0.05 * loss_value
+            bar.update(1)
+            bar.set_postfix(loss=f"{smoothed:.3f}")
+            if step % 10 == 0 or step == stop_steps:
+                history.append({"step": step, "loss": smoothed})
+            end_of_epoch = step % steps_per_epoch == 0 or step == stop_steps
+            if valid_fn is not None and end_of_epoch:
+                model.eval()
+                score = distributed.from_main(float(valid_fn(model)) if ctx.is_main else None)
+                model.train()
+                history.append({"step": step, "valid": score})
+                log.info("step %d valid %.4f", step, score)
+                if score > best:
+                    best, best_state = score, copy.deepcopy(model.state_dict())
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:
+                state = {
+                    "model": model.state_dict(),
+                    "optim": optim.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step,
+                    "history": history,
+                    "best": best,
+                    "best_state": best_state,
+                    "tokens": tokens,
+                    "smoothed": smoothed,
+                    "epoch_state": list(epoch_state[1]),
+                    "position": position,
+                    "torch_rng": torch.get_rng_state(),
+                }
+                torch.save(state, ckpt.with_suffix(".tmp"))
+                ckpt.with_suffix(".tmp").replace(ckpt)  # a checkpoint is whole or absent
+        else:  # the epoch ran out: the next one shuffles on from here
+            epoch_state, position = rng.getstate(), 0
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    seconds = time.perf_counter() - t0
+    if ctx.is_main:
+        _save_curve(history, out_dir / "training_curve.png")
+        if ckpt.exists():
+            ckpt.unlink()  # finished: the saved model is the artifact
+    return {
+        "history": history,
+        "best_valid": best,
+        "train_seconds": round(seconds, 1),
+        "tokens": int(distributed.all_sum([tokens], device)[0]),
+        "steps": step,
+        "steps_per_epoch": steps_per_epoch,
+        "tokens_per_second": round(distributed.all_sum([tokens], device)[0] / max(seconds, 1e-9), 1),
+        "world_size": ctx.world_size,
+    }
+
+
+def _rng_state(values: list[int]) -> tuple:
+    """Python's random state from the ints a checkpoint keeps of it (version 3, Mersenne Twister, no gauss)."""
+    return (3, tuple(int(v) for v in values), None)
+
+
+def train_model(
+    cfg: Config,
+    sidmap: SidMap,
+    catalog: pd.DataFrame,
+    train_examples: pd.DataFrame,
+    select_examples: pd.DataFrame | None,
+    out_dir: Path,
+) -> Path:
+    """Backbone + SID vocabulary + task mix -> a trained model directory (runtime.recommender's layout).
+
+    `select_examples` (rows the model does not train on) pick the best epoch by HR@10 on a sample of
+    eval.max_examples of them, decoded as served (runtime.Recommender); they must not be the rows a promotion
+    gate later scores the model on. The directory is written whole (a staging directory renamed into place).
+    """
+    out_dir = Path(out_dir)
+    model, tokenizer = load_backbone(cfg.model)
+    new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
+    sid_table = sid_token_ids(tokenizer, sidmap) if cfg.train.sid_softmax else None
+    model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
+    titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
+    texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)
+    if cfg.train.lora:
+        model = with_lora(model, cfg.train.lora_rank, new_ids)
+    valid_fn = None
+    if select_examples is not None and len(select_examples):
+        sample = select_examples.sample(
+            n=min(len(select_examples), cfg.eval.max_examples or 500), random_state=cfg.train.seed
+        )
+        histories = [list(h) for h in sample["history"]]
+        targets = sample["target"].astype(str).tolist()
+        served_titles = titles if cfg.train.include_titles_in_history else None
+
+        def valid_fn(m) -> float:
+            recommender = Recommender([m], tokenizer, sidmap, beam_size=cfg.serving.beam_size, titles=served_titles)
+            ranked = [
+                [i for i, _ in row] for row in recommender.recommend(histories, 10, batch_size=cfg.eval.batch_size)
+            ]
+            return hit_rate_ndcg(ranked, targets, [10])["HR@10"]
+
+    stats = train_causal_lm(
+        model, tokenizer, texts, cfg.train, out_dir / "work", valid_fn, new_ids, cfg.model.max_length, sid_table
+    )
+    if not distributed.context().is_main:  # rank 0 writes the model; the others wait for it
+        distributed.barrier()
+        return out_dir
+    if cfg.train.lora:
+        model = model.merge_and_unload()
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    sidmap.save(tmp / SID_MAP_DIR)
+    # the chain a served hybrid blends with, fit on exactly these training examples (runtime.transitions)
+    TransitionTable.from_examples(train_examples["history"], train_examples["target"]).save(tmp / TRANSITIONS_FILE)
+    if cfg.train.include_titles_in_history:  # served prompts must carry the titles training's prompts did
+        (tmp / TITLES_FILE).write_text(json.dumps(titles))
+    info = {
+        "backbone": cfg.model.backbone,
+        "model": cfg.model.model_dump(),
+        "sid_version": sidmap.version,
+        "examples": len(texts),
+        "train": cfg.train.model_dump(),
+        **{k: v for k, v in stats.items() if k != "history"},
+    }
+    (tmp / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+    (tmp / "history.json").write_text(json.dumps(stats["history"]))
+    curve = out_dir / "work" / "training_curve.png"
+    if curve.exists():
+        (tmp / "training_curve.png").write_bytes(curve.read_bytes())
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    distributed.barrier()
+    return out_dir
+
+
+def with_lora(model, rank: int, new_token_ids: list[int]):
+    """LoRA adapters on every projection, plus the new SID tokens' embedding (and output) rows: the only
+    parameters that train. The pretrained weights, old token rows included, stay frozen (peft's trainable token
+    indices handle a tied output layer)."""
+    from peft import LoraConfig, get_peft_model
+
+    rows = {"embed_tokens": list(new_token_ids)}
+    if not model.config.tie_word_embeddings:
+        rows["lm_head"] = list(new_token_ids)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        trainable_token_indices=rows,
+    )
+    return get_peft_model(model, config)

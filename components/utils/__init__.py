@@ -1,1 +1,0 @@
-"""sidrec step: utils."""

@@ -1,0 +1,433 @@
+"""`sidrec benchmark`: the generative model and every baseline on a dataset's splits, side by side.
+
+Any dataset in the data contract works (catalog, events, train/valid/test split files): the config names it.
+
+Protocol (the dataset's): select on valid with models fit on train; report test with models fit on
+train + valid. The SID map is part of the fit: the model scored on valid uses SIDs built from the catalog and
+the train-period events, the one scored on test SIDs rebuilt from the train- and valid-period events (as
+Markov and SASRec see valid's transitions), so the scored split's interactions never reach the item codes.
+The generative model's epoch count is chosen on valid, then it is retrained on train + valid for that many
+epochs and scored on test. With benchmark.ensemble_size N > 1, N - 1 more seeds are trained for the selected epoch
+count at both stages and the N models are also scored decoded together. benchmark.blend_transitions adds the
+hybrid (the candidates blended with last-item transitions, weight chosen on valid), benchmark.rerank the ranking
+stage (the candidates pooled with co-occurrence ones and reordered by a ranker learnt on valid rows) and, as a
+baseline, the same ranker without the generative model. A finished model directory with the same settings is
+reused, so a rerun of the same command resumes instead of retraining. `--valid-only` stops after the valid half
+(selection, no retrain, no test reading).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from components.config import Config, TrainConfig, load_config
+from components.data.ingest import read_catalog_for, read_events_for
+from components.data.splits import fit_period_events, fit_split, load_splits
+from components.evaluation.baselines import score_baselines
+from components.evaluation.evaluate import list_metrics
+from components.local.procs import start_process, stop_process
+from components.metrics import hit_rate_ndcg
+from components.runtime.candidates import sid_codes
+from components.runtime.recommender import Recommender, model_info
+from components.runtime.transitions import TransitionTable
+from components.sids.build import build_sids, embedding_config_hash
+from components.sids.sidmap import SidMap
+from components.training.train import train_model
+from experiments.blend import blended_items, select_blend_weight
+from experiments.rerank import score_ranker
+
+log = logging.getLogger(__name__)
+KS = [3, 5, 10]
+RANKER_BASELINE = "co-occurrence candidates + LightGBM ranker (no generative model)"
+
+
+class BenchmarkConfig(BaseModel):
+    """The `benchmark:` section of a benchmark YAML (the product ignores it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # also train seeds seed+1 .. seed+N-1 (the epoch count selected for the first) and score the N models decoded
+    # together (runtime.beam ensembles), beside the single model
+    ensemble_size: int = Field(default=1, ge=1)
+    # how many of those models (and the retrained ones for test) train at once, one process each
+    ensemble_jobs: int = Field(default=1, ge=1)
+    # retrain the selected run as the planned schedule stopped at the selected epoch (as the checkpoint was
+    # reached) instead of a shorter schedule that decays fully (selected_run)
+    replay_schedule: bool = False
+    # also report the generative model (the ensemble, if any) blended with last-item transition probabilities, the
+    # weight chosen on valid (experiments.blend); a hybrid row beside the generative ones
+    blend_transitions: bool = False
+    # also report a LightGBM ranker over co-occurrence candidates (a baseline row) and over the generative
+    # candidates pooled with them (runtime.ranker), trained on valid
+    rerank: bool = False
+
+
+def settings(cfg: Config) -> BenchmarkConfig:
+    return BenchmarkConfig.model_validate(cfg.benchmark)
+
+
+def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Path:
+    """root/sid_map_<embedding config hash>: one SID map per SID setting, built from the catalog and the
+    train-period events on first use and shared by every run with those settings (the build is deterministic).
+
+    `prebuilt`: a map built elsewhere with the same settings, copied in instead of building (no encoder needed).
+    """
+    import shutil
+
+    sid_dir = Path(root) / f"sid_map_{embedding_config_hash(cfg.sids)}"
+    if prebuilt and not sid_dir.exists():
+        shutil.copytree(prebuilt, sid_dir)
+    if not (sid_dir / "metrics.json").exists():
+        build_sids(read_catalog_for(cfg), fit_period_events(read_events_for(cfg), "valid"), cfg.sids, sid_dir)
+    return sid_dir
+
+
+def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, overrides: dict | None = None) -> dict:
+    """Build SIDs, score baselines and the generative model on valid (and test); write table.md + metrics.json."""
+    cfg = load_config(config_path or Path(__file__).resolve().parents[1] / "configs" / "benchmark.yaml", overrides)
+    bench = settings(cfg)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits = load_splits(cfg.path(cfg.data.splits_dir))
+    catalog = read_catalog_for(cfg)
+    events = read_events_for(cfg)
+    sidmap = build_sids(catalog, fit_period_events(events, "valid"), cfg.sids, out_dir / "sid_map")
+    ids = catalog["item_id"].astype(str).tolist()
+    ks = cfg.eval.ks
+    scored = ("valid",) if valid_only else ("valid", "test")
+    results: dict[str, dict] = {split: score_baselines(splits, split, ks, ids) for split in scored}
+    if bench.rerank:
+        ranker = score_ranker({s: fit_split(splits, s) for s in scored}, splits, ks)
+        for split in scored:
+            results[split][RANKER_BASELINE] = ranker[split]
+    name = f"sidrec generative ({cfg.model.backbone})"
+    generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir, valid_only)
+    rows = {name: ""}
+    if "valid_ensemble" in generative:
+        name = f"sidrec generative ({cfg.model.backbone}, {bench.ensemble_size} seeds decoded together)"
+        rows[name] = "_ensemble"
+    if "valid_blend" in generative:
+        rows[f"{name} + last-item transitions (weight {generative['blend_weight']} chosen on valid)"] = "_blend"
+    if "valid_rerank" in generative:
+        rows[f"{name} + co-occurrence candidates, LightGBM ranker (trained on valid)"] = "_rerank"
+    for row, suffix in rows.items():
+        for split in scored:
+            results[split][row] = generative[f"{split}{suffix}"]
+    results["meta"] = {
+        "sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
+        "selected_epochs": generative["selected_epochs"],
+        "blend_weights_on_valid": generative.get("blend_weights_on_valid"),
+        "config": cfg.model_dump(),
+        "valid_only": valid_only,
+    }
+    if not valid_only:
+        results["meta"]["sid_map_test"] = json.loads((out_dir / "model_final_sid_map" / "metrics.json").read_text())
+    (out_dir / "metrics.json").write_text(json.dumps(results, indent=2, default=str))
+    table = markdown_table(results, ks, scored)
+    (out_dir / "table.md").write_text(table)
+    print(table)
+    return results
+
+
+def is_finished(cfg: Config, sidmap, out_dir: Path) -> bool:
+    """out_dir already holds a finished model of the same backbone, model and train settings on the same SID map
+    version (train_model publishes a directory only once training is done).
+
+    A setting missing from an older record had its default then (settings are added with defaults that keep the
+    earlier behaviour), so records are compared with the defaults filled in; a record without the model settings
+    is matched on the other fields.
+    """
+
+    def plain(values: dict) -> dict:
+        return json.loads(json.dumps(values, default=str))
+
+    info = model_info(out_dir)
+    if "train" not in info:
+        return False
+    return (
+        info.get("backbone") == cfg.model.backbone
+        and info.get("sid_version") == sidmap.version
+        and info.get("model", cfg.model.model_dump()) == cfg.model.model_dump()
+        and {**plain(TrainConfig().model_dump()), **info["train"]} == plain(cfg.train.model_dump())
+    )
+
+
+def train_or_reuse(
+    cfg: Config,
+    sidmap,
+    catalog: pd.DataFrame,
+    train_examples: pd.DataFrame,
+    valid_examples: pd.DataFrame | None,
+    out_dir: Path,
+) -> Path:
+    """train_model, unless out_dir already holds the same finished model (is_finished).
+
+    Why: an ensemble benchmark trains many models for an hour or more; rerunning the command after a crash or
+    after raising ensemble_size keeps the finished ones.
+    """
+    if is_finished(cfg, sidmap, out_dir):
+        log.info("reusing the finished model in %s", out_dir)
+        return Path(out_dir)
+    return train_model(cfg, sidmap, catalog, train_examples, valid_examples, out_dir)
+
+
+def _train_job(job: tuple) -> Path:
+    return train_model(*job)
+
+
+def train_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
+    """train_model for each (cfg, sidmap, catalog, train, valid, out_dir) job not finished yet (is_finished),
+    `parallel` processes at a time.
+
+    Why processes: a small model trains on one thread (train.torch_threads) and leaves the other cores idle, and
+    ensemble members are independent. Finished models are skipped before anything is started.
+    """
+    pending = [job for job in jobs if not is_finished(job[0], job[1], job[5])]
+    if parallel > 1 and len(pending) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=min(parallel, len(pending)), mp_context=context) as pool:
+            list(pool.map(_train_job, pending))
+    else:
+        for job in pending:
+            _train_job(job)
+    return [Path(job[5]) for job in jobs]
+
+
+def selected_run(cfg: Config, epochs: float, seed: int | None = None) -> Config:
+    """The settings that retrain the run selected at `epochs`: a schedule of that many epochs, or with
+    benchmark.replay_schedule the planned schedule (train.epochs) stopped there (train.stop_epochs), as the
+    selected checkpoint was reached."""
+    update: dict = (
+        {"epochs": cfg.train.epochs, "stop_epochs": epochs} if settings(cfg).replay_schedule else {"epochs": epochs}
+    )
+    if seed is not None:
+        update["seed"] = seed
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=update)})
+
+
+def ensemble_members(cfg: Config, epochs: float, first_dir: Path) -> list[tuple[Config, Path]]:
+    """(config, directory) of each ensemble model after the first: seeds seed+1 .. seed+N-1 of the selected run
+    (selected_run), in <first_dir>_seed<seed>."""
+    first_dir = Path(first_dir)
+    return [
+        (selected_run(cfg, epochs, seed), first_dir.with_name(f"{first_dir.name}_seed{seed}"))
+        for seed in range(cfg.train.seed + 1, cfg.train.seed + settings(cfg).ensemble_size)
+    ]
+
+
+def _train_seconds(model_dirs: list[Path]) -> float:
+    return round(sum(float(model_info(d).get("train_seconds", 0.0)) for d in model_dirs), 1)
+
+
+def score_models(cfg: Config, model_dirs: list[Path], examples: pd.DataFrame) -> tuple[dict, list]:
+    """One model, or the models decoded together, on examples: metrics (CPU train s = their training loops'
+    seconds) and each row's beam candidates with log-probs (for the transition blend and the ranker)."""
+    recommender = Recommender.from_pretrained(
+        model_dirs if len(model_dirs) > 1 else model_dirs[0], device=cfg.train.device, beam_size=cfg.serving.beam_size
+    )
+    t0 = time.perf_counter()
+    candidates = recommender.generate(
+        [list(h) for h in examples["history"]], cfg.serving.beam_size, batch_size=cfg.eval.batch_size
+    )
+    seconds = time.perf_counter() - t0
+    ranked = [[item for item, _ in row] for row in candidates]
+    metrics = list_metrics(ranked, examples["target"].astype(str).tolist(), cfg.eval.ks, recommender.sidmap)
+    metrics["ms_per_request"] = 1000 * seconds / max(len(examples), 1)
+    return {**metrics, "train_seconds": _train_seconds(model_dirs), "models": len(model_dirs)}, candidates
+
+
+def benchmark_generative(
+    cfg: Config,
+    sidmap,
+    catalog: pd.DataFrame,
+    splits: dict[str, pd.DataFrame],
+    out_dir: Path,
+    valid_only: bool = False,
+) -> dict:
+    """The generative model under the benchmark protocol: epochs picked on valid, retrained on train + valid, test.
+
+    Returns {"valid": metrics of the train-only model, "test": metrics of the retrained one, "selected_epochs"},
+    plus "valid_ensemble" / "test_ensemble" for benchmark.ensemble_size > 1, "valid_blend" / "test_blend" /
+    "blend_weight" for benchmark.blend_transitions and "valid_rerank" / "test_rerank" for benchmark.rerank (both
+    start from the ensemble when there is one). valid_only: the valid entries only (no retrain, no test).
+    """
+    bench = settings(cfg)
+    model_dir = train_or_reuse(cfg, sidmap, catalog, splits["train"], splits["valid"], out_dir / "model_train")
+    out: dict = {}
+    out["valid"], candidates = score_models(cfg, [model_dir], splits["valid"])
+    epochs = selected_epochs(model_dir, cfg.train.epochs)
+    out["selected_epochs"] = epochs
+    members = train_all(
+        [(c, sidmap, catalog, splits["train"], None, d) for c, d in ensemble_members(cfg, epochs, model_dir)],
+        bench.ensemble_jobs,
+    )
+    if members:
+        out["valid_ensemble"], candidates = score_models(cfg, [model_dir, *members], splits["valid"])
+    test_candidates = None
+    if not valid_only:
+        out.update(final_test(cfg, catalog, splits, epochs, out_dir / "model_final", keep_candidates=True))
+        test_candidates = out.pop("test_candidates")
+    scored = ("valid",) if valid_only else ("valid", "test")
+    if bench.blend_transitions:
+        out.update(blend_rows(splits, candidates, test_candidates, cfg.eval.ks))
+        for split in scored:  # the blended models' training time
+            out[f"{split}_blend"]["train_seconds"] = out.get(f"{split}_ensemble", out[split])["train_seconds"]
+    if bench.rerank:
+        test_dir = None if valid_only else out_dir / "model_final"
+        out.update(rerank_rows(splits, candidates, test_candidates, model_dir, test_dir, cfg.eval.ks))
+        for split in scored:  # the generative models' training time + the ranker's
+            out[f"{split}_rerank"]["train_seconds"] += out.get(f"{split}_ensemble", out[split])["train_seconds"]
+    return out
+
+
+def rerank_rows(
+    splits: dict[str, pd.DataFrame],
+    valid_candidates: list,
+    test_candidates: list | None,
+    valid_dir: Path,
+    test_dir: Path | None,
+    ks: list[int],
+) -> dict:
+    """The generative candidates pooled with co-occurrence candidates and reordered by a LightGBM ranker trained
+    on valid (experiments.rerank); each split's SID features come from its model's own map."""
+    dirs = {"valid": valid_dir, **({"test": test_dir} if test_dir is not None else {})}
+    codes = {split: sid_codes(SidMap.load(Path(d) / "sid_map")) for split, d in dirs.items()}
+    beams = {"valid": valid_candidates, **({"test": test_candidates} if test_dir is not None else {})}
+    ranked = score_ranker({s: fit_split(splits, s) for s in dirs}, splits, ks, beams=beams, codes=codes)
+    return {f"{split}_rerank": ranked[split] for split in dirs}
+
+
+def blend_rows(
+    splits: dict[str, pd.DataFrame], valid_candidates: list, test_candidates: list | None, ks: list[int]
+) -> dict:
+    """The generative candidates blended with last-item transitions (experiments.blend): the weight is chosen on
+    valid with the chain fit on train, then test (when given) is blended with the chain refit on train + valid, as
+    the Markov row is. Returns {"valid_blend", "test_blend", "blend_weight", "blend_weights_on_valid"}."""
+    k = max(ks)
+    out: dict = {}
+    alpha = None
+    pairs = [("valid", valid_candidates)] + ([("test", test_candidates)] if test_candidates is not None else [])
+    for split, candidates in pairs:
+        fit = fit_split(splits, split)
+        table = TransitionTable.from_examples(fit["history"], fit["target"])
+        histories = [list(h) for h in splits[split]["history"]]
+        targets = splits[split]["target"].astype(str).tolist()
+        if alpha is None:
+            alpha, by_weight = select_blend_weight(candidates, histories, targets, table, k)
+            out["blend_weights_on_valid"] = {str(a): m for a, m in by_weight.items()}
+        ranked = blended_items(candidates, histories, table, alpha, k)
+        out[f"{split}_blend"] = {**hit_rate_ndcg(ranked, targets, ks), "invalid_rate": 0.0, "blend_weight": alpha}
+    out["blend_weight"] = alpha
+    return out
+
+
+def selected_epochs(model_dir: Path, planned_epochs: float) -> float:
+    """The epoch count of the best valid score a train_model run recorded (its planned count without any)."""
+    info = json.loads((Path(model_dir) / "sidrec_model.json").read_text())
+    history = json.loads((Path(model_dir) / "history.json").read_text())
+    best_step = max((h for h in history if "valid" in h), key=lambda h: h["valid"], default={"step": info["steps"]})
+    steps_per_epoch = info.get("steps_per_epoch") or max(1, info["steps"] / max(planned_epochs, 1e-9))
+    return max(1.0, round(best_step["step"] / steps_per_epoch, 2))
+
+
+def run_variants(
+    variants: list[tuple[str, dict]],
+    command: Callable[[str, dict], list[str]],
+    out_dir: Path,
+    deadline_s: float,
+) -> dict[str, dict]:
+    """Run one process per (name, overrides) at once; each writes out_dir/NAME/result.json (with a "valid" entry).
+
+    Why processes: a small model leaves most of a GPU (or a many-core CPU) idle, so variants share it. A variant
+    still running at the deadline is stopped by PID and reported {"unfinished": True}; one that exits without a
+    result {"failed": returncode}. Logs go to out_dir/NAME.log.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for name, overrides in variants:
+        (out_dir / f"{name}.log").unlink(missing_ok=True)
+        procs[name] = start_process(command(name, overrides), out_dir / f"{name}.log")  # own group: stoppable
+    deadline = time.monotonic() + deadline_s
+    while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    results: dict[str, dict] = {}
+    for name, proc in procs.items():
+        if proc.poll() is None:
+            stop_process(proc)
+            results[name] = {"unfinished": True}
+            continue
+        result = out_dir / name / "result.json"
+        results[name] = json.loads(result.read_text()) if result.exists() else {"failed": proc.returncode}
+    return results
+
+
+def best_variant(results: dict[str, dict]) -> str | None:
+    """The variant with the best full-valid HR@10 (NDCG@10 breaks ties); unfinished or failed ones never win."""
+    scored = {name: r["valid"] for name, r in results.items() if "valid" in r}
+    return max(scored, key=lambda n: (scored[n]["HR@10"], scored[n]["NDCG@10"])) if scored else None
+
+
+def final_test(
+    cfg: Config,
+    catalog: pd.DataFrame,
+    splits: dict[str, pd.DataFrame],
+    epochs: float,
+    out_dir: Path,
+    keep_candidates: bool = False,
+) -> dict:
+    """Rebuild the SIDs on train + valid events, retrain on train + valid for the selected epochs (nothing is
+    picked on test) and score test once; the same for the ensemble with benchmark.ensemble_size > 1
+    ("test_ensemble"). The map goes to out_dir/../<out_dir name>_sid_map. With keep_candidates, "test_candidates"
+    holds the beam candidates of the last scored model (the ensemble when there is one).
+    """
+    final_cfg = selected_run(cfg, epochs)
+    events = fit_period_events(read_events_for(cfg), "test")
+    sidmap = build_sids(catalog, events, cfg.sids, Path(out_dir).with_name(Path(out_dir).name + "_sid_map"))
+    fit = fit_split(splits, "test")
+    final_dir, *members = train_all(
+        [
+            (c, sidmap, catalog, fit, None, d)
+            for c, d in [(final_cfg, out_dir), *ensemble_members(cfg, epochs, out_dir)]
+        ],
+        settings(cfg).ensemble_jobs,
+    )
+    out: dict = {"selected_epochs": epochs, "sid_version": sidmap.version}
+    out["test"], candidates = score_models(cfg, [final_dir], splits["test"])
+    if members:
+        out["test_ensemble"], candidates = score_models(cfg, [final_dir, *members], splits["test"])
+    if keep_candidates:
+        out["test_candidates"] = candidates
+    return out
+
+
+def markdown_table(
+    results: dict, ks: list[int] = KS, splits: tuple[str, ...] = ("valid", "test"), time_label: str = "CPU train s"
+) -> str:
+    """The results as markdown, test first (the headline), then valid."""
+    lines = []
+    for split in [s for s in ("test", "valid") if s in splits]:
+        header = " | ".join(f"{k}@{n}" for n in ks for k in ("HR", "NDCG"))
+        lines += [
+            f"**{split}** ({'fit on train + valid' if split == 'test' else 'fit on train'})",
+            "",
+            f"| model | {header} | invalid SIDs | {time_label} |",
+            "|---|" + "---|" * (2 * len(ks) + 2),
+        ]
+        for name, m in results[split].items():
+            lines.append(
+                f"| {name} | "
+                + " | ".join(f"{m[f'{k}@{n}']:.4f}" for n in ks for k in ("HR", "NDCG"))
+                + f" | {m.get('invalid_rate', 0):.3f} | {m.get('train_seconds', 0):.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,65 @@
+"""Compare generative-model settings on valid (fit on train only): how configs/benchmark.yaml was chosen.
+
+    python -m experiments.select_on_valid NAME '{"train": {"dropout": 0.1}}' [--config configs/benchmark.yaml]
+
+Builds (or reuses) the config's SID map from the train-period events, trains with the overrides while picking
+the best epoch on a valid sample (eval.max_examples rows), scores that checkpoint on the whole valid split and
+writes runs/select/NAME/result.json. Test is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from components.config import PROJECT_ROOT, load_config
+from components.data.ingest import read_catalog_for
+from components.data.splits import load_splits
+from components.evaluation.evaluate import score_recommender
+from components.runtime.recommender import Recommender
+from components.sids.sidmap import SidMap
+from components.training.train import train_model
+from experiments.benchmark import KS, cached_sid_map
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name")
+    parser.add_argument("overrides", nargs="?", default="{}", help="JSON merged into the config")
+    parser.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "benchmark.yaml"))
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "runs" / "select"))
+    parser.add_argument("--valid-limit", type=int, default=None, help="score only the first N valid rows")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+
+    overrides = json.loads(args.overrides)
+    cfg = load_config(args.config, overrides)
+    root = Path(args.out)
+    splits = load_splits(cfg.path(cfg.data.splits_dir))
+    catalog = read_catalog_for(cfg)
+    sid_dir = cached_sid_map(cfg, root)  # shared by every run with the same SID settings
+    t0 = time.perf_counter()
+    model_dir = train_model(cfg, SidMap.load(sid_dir), catalog, splits["train"], splits["valid"], root / args.name)
+    seconds = time.perf_counter() - t0
+    curve = [(h["step"], h["valid"]) for h in json.loads((model_dir / "history.json").read_text()) if "valid" in h]
+    valid = splits["valid"].head(args.valid_limit) if args.valid_limit else splits["valid"]
+    best = max(curve, key=lambda c: c[1]) if curve else (None, None)
+    recommender = Recommender.from_pretrained(model_dir, device=cfg.train.device, beam_size=cfg.serving.beam_size)
+    result = {
+        "name": args.name,
+        "overrides": overrides,
+        "sample_curve": curve,
+        "best_epoch": curve.index(best) + 1 if curve else None,
+        "sample_best_hr10": best[1],
+        "train_seconds": round(seconds, 1),
+        "valid": score_recommender(recommender, valid, KS, cfg.eval.batch_size),
+    }
+    (model_dir / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The benchmark's generative rows on synthetic data: single model, ensemble, blend, ranker; a rerun resumes."""
+
+from __future__ import annotations
+
+from components.config import load_config
+from components.data.splits import examples_from_events
+from components.data.synthetic import generate_synthetic
+from components.sids.build import build_sids
+from experiments import benchmark
+
+
+def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ranker_then_resumes(
+    tmp_path, monkeypatch
+):
+    catalog, events = generate_synthetic(n_items=60, n_users=80, seed=3)
+    events_path = tmp_path / "events.csv"
+    events.to_csv(events_path, index=False)
+    cfg = load_config(
+        None,
+        overrides={
+            "data": {"events_uri": str(events_path)},
+            "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
+            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
+            "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 4, "torch_threads": 1},
+            "eval": {"max_examples": 20, "batch_size": 16},
+            "serving": {"beam_size": 10},
+            "benchmark": {"ensemble_size": 2, "ensemble_jobs": 2, "blend_transitions": True, "rerank": True},
+        },
+    )
+    splits = {name: frame.head(30) for name, frame in examples_from_events(events, 5).items()}
+    sidmap = build_sids(catalog, events, cfg.sids, tmp_path / "sid_map")
+    out = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run")
+    for split in ("valid", "test"):
+        for row in (split, f"{split}_ensemble", f"{split}_blend", f"{split}_rerank"):
+            assert 0.0 <= out[row]["HR@10"] <= 1.0 and out[row]["invalid_rate"] == 0.0
+        assert out[f"{split}_ensemble"]["models"] == 2 and out[split]["models"] == 1
+        assert out[f"{split}_rerank"]["train_seconds"] >= out[f"{split}_ensemble"]["train_seconds"]
+    assert out["blend_weight"] in [float(w) for w in out["blend_weights_on_valid"]]
+    assert "test_candidates" not in out
+    for name in ("model_train", "model_train_seed1", "model_final", "model_final_seed1"):
+        assert (tmp_path / "run" / name / "sidrec_model.json").exists()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished model was trained again")
+
+    monkeypatch.setattr(benchmark, "train_model", no_training)
+    again = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run")
+    assert again["test_ensemble"]["HR@10"] == out["test_ensemble"]["HR@10"]
+    assert again["valid_blend"] == out["valid_blend"]

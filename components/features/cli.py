@@ -21,7 +21,7 @@ def apply_cmd(
     import pandas as pd
 
     from components.config import load_config
-    from components.data.readers import read_catalog, read_events
+    from components.data.ingest import load_validated
     from components.features.repo import apply, default_sid_map, write_sources
     from components.sids.sidmap import SidMap
 
@@ -32,7 +32,8 @@ def apply_cmd(
         p = Path(prefixes)
         files = sorted(p.glob("prefixes-*.parquet")) if p.is_dir() else [p]
         pf = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    write_sources(cfg, read_catalog(cfg.path(cfg.data.catalog_uri)), read_events(cfg.path(cfg.data.events_uri)), sm, pf)
+    catalog, events, _ = load_validated(cfg)  # the data contract, as at ingest
+    write_sources(cfg, catalog, events, sm, pf)
     typer.echo(json.dumps({"applied": apply(cfg)}))
 
 

@@ -205,3 +205,22 @@ def test_ingest_command_refuses_a_bad_catalog_in_one_line(tmp_path):
         "end-of-stream marker (an interrupted copy?) (rule 'readable gzip'); re-copy or re-export the file"
     ]
     assert "Traceback" not in proc.stdout + proc.stderr and not (tmp_path / "artifacts").exists()
+
+
+def test_s3_objects_go_through_the_same_reader_and_a_missing_one_is_file_not_found(monkeypatch):
+    from moto import mock_aws
+
+    credentials = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        import boto3
+
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="feeds")
+        s3.put_object(Bucket="feeds", Key="c.jsonl.gz", Body=(CORPUS / "catalog__truncated_gzip.jsonl.gz").read_bytes())
+        with pytest.raises(ContractViolation, match=r"^s3://feeds/c\.jsonl\.gz: truncated gzip"):
+            validate_catalog_file("s3://feeds/c.jsonl.gz", DataConfig())
+        with pytest.raises(FileNotFoundError, match="s3://feeds/missing.csv"):
+            validate_catalog_file("s3://feeds/missing.csv", DataConfig())

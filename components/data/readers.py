@@ -94,9 +94,22 @@ def _decode(data: bytes, uri: str) -> str:
         ) from exc
 
 
-def _bookkept(records: list[dict], source_rows: list[int], errors: list[str | None], raw: list[str | None]):
+def _refuse_reserved(columns: set[str], uri: str) -> None:
+    """A source column named like a bookkeeping column would be overwritten and misnumber the quarantine."""
+    clash = sorted(columns & set(BOOKKEEPING))
+    if clash:
+        raise ContractViolation(
+            f"{uri}: column names {clash} are reserved for the quarantine's bookkeeping (rule 'required columns'); "
+            "rename those columns"
+        )
+
+
+def _bookkept(
+    records: list[dict], source_rows: list[int], errors: list[str | None], raw: list[str | None], uri: str
+) -> pd.DataFrame:
     # dtype=object keeps each value as written: pandas would turn the ints of a column with a null into floats.
     frame = pd.DataFrame(records, dtype=object) if records else pd.DataFrame()
+    _refuse_reserved(set(frame.columns), uri)
     frame = frame.reset_index(drop=True)
     frame["source_row"] = pd.array(source_rows, dtype="Int64")
     frame["read_error"] = pd.array(errors, dtype="string")
@@ -111,6 +124,7 @@ def _parse_csv(text: str, uri: str) -> pd.DataFrame:
     header = next(reader, None)
     if header is None:
         raise ContractViolation(f"{uri}: empty file: no header and no rows (rule 'non-empty batch'); write a header")
+    _refuse_reserved(set(header), uri)
     duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
         raise ContractViolation(
@@ -149,7 +163,7 @@ def _parse_csv(text: str, uri: str) -> pd.DataFrame:
         records.append({c: (v if v != "" else None) for c, v in zip(header, fields, strict=True)})
         errors.append(None)
         raw.append(None)
-    frame = _bookkept(records, source_rows, errors, raw)
+    frame = _bookkept(records, source_rows, errors, raw, uri)
     for column in header:
         if column not in frame.columns:
             frame[column] = pd.Series([None] * len(frame), dtype="object")
@@ -178,7 +192,7 @@ def _parse_jsonl(text: str, uri: str) -> pd.DataFrame:
         records.append(value)
         errors.append(None)
         raw.append(None)
-    return _bookkept(records, source_rows, errors, raw)
+    return _bookkept(records, source_rows, errors, raw, uri)
 
 
 def _parse_parquet(data: bytes, uri: str) -> pd.DataFrame:
@@ -191,6 +205,7 @@ def _parse_parquet(data: bytes, uri: str) -> pd.DataFrame:
         raise ContractViolation(
             f"{uri}: cannot be read as parquet: {what} (rule 'readable file'); re-export the file"
         ) from exc
+    _refuse_reserved(set(map(str, frame.columns)), uri)
     frame = frame.reset_index(drop=True)
     frame["source_row"] = pd.array(np.arange(1, len(frame) + 1), dtype="Int64")
     frame["read_error"] = pd.array([None] * len(frame), dtype="string")

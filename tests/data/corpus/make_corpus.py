@@ -154,6 +154,7 @@ def corpus() -> dict[str, Callable[[], bytes]]:
             _lines_with(_lines_with(to_jsonl(cat), 2, '{"item_id": "i1",'), 5, "{oops"), 8, '"i7"'
         ),
         "catalog__unsupported.txt": lambda: to_csv(cat),
+        "catalog__reserved_column.csv": lambda: to_csv([{**r, "source_row": "7"} for r in cat]),
         # row failures: the rows are quarantined with their source line, the rest is kept
         "catalog__bad_json_line.jsonl": lambda: _lines_with(
             to_jsonl(cat), 4, '{"item_id": "i3", "title": "Hex bolt M6" "description": "x"}'

@@ -198,7 +198,7 @@ def _enforce_threshold(report: ValidationReport, total: int, cfg: DataConfig, so
     examples = report.quarantine.head(5).drop(columns=["source_file"]).to_string(max_colwidth=40)
     raise ContractViolation(
         f"{source}: {bad} of {total} {kind} rows ({share:.0%}) are bad, limit {cfg.max_bad_row_share:.0%} "
-        f"(rule 'max bad row share'): {worst}{more} (source rows); fix those rows at the source "
+        f"(rule 'max bad row share'); by rule, with source rows: {worst}{more}; fix those rows at the source "
         "(or raise data.max_bad_row_share)",
         details=f"rows by rule: {order.to_dict()}\nexample rows:\n{examples}",
     )

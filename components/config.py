@@ -33,7 +33,8 @@ class DataConfig(_Section):
     max_title_chars: int = 1_000
     max_description_chars: int = 20_000
     min_timestamp: str = "1995-01-01T00:00:00"
-    max_timestamp: str = "2100-01-01T00:00:00"
+    # A timestamp later than now + this is quarantined: clocks drift and feeds span time zones, a 2099 date is a bug.
+    future_tolerance_hours: float = 24.0
     # A batch whose share of quarantined rows exceeds this breaks the contract and fails the step.
     max_bad_row_share: float = 0.2
     max_history: int = 10

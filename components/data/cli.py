@@ -3,19 +3,41 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
 
 
+@contextmanager
+def _expected_errors() -> Iterator[None]:
+    """Bad input is the user's to fix: one line on stderr and exit code 2, no traceback."""
+    from components.errors import SidrecError
+
+    try:
+        yield
+    except (SidrecError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
-def ingest(config: str = typer.Option(None, help="Deployment YAML."), no_publish: bool = False) -> None:
-    """Validate the configured catalog/events and publish the curated snapshot."""
+def ingest(
+    config: str = typer.Option(None, help="Deployment YAML."),
+    out: str = typer.Option(None, help="Directory for the curated files (default: {run_root}/curated)."),
+) -> None:
+    """Validate the configured catalog/events into a local curated directory (+ quarantine); exit 2 on a contract
+    violation. `sidrec pipeline ingest` does the same and publishes it as the 'curated' version."""
+    from pathlib import Path
+
     from components.config import load_config
     from components.data.ingest import ingest as run
 
-    typer.echo(json.dumps(run(load_config(config), publish=not no_publish), indent=2))
+    with _expected_errors():
+        result = run(load_config(config), Path(out) if out else None)
+    typer.echo(json.dumps(result, indent=2))
 
 
 @app.command()
@@ -25,27 +47,25 @@ def validate(
     catalog: str = typer.Option(None, help="Catalog file the events refer to (events only)."),
     config: str = typer.Option(None, help="Deployment YAML (contract limits)."),
 ) -> None:
-    """Validate one file; prints the summary; exit 1 when the batch breaks the contract."""
+    """Validate one file; prints the summary and the quarantined rows; exit 2 when the file breaks the contract."""
     from components.config import load_config
-    from components.data.contracts import ContractViolation
-    from components.data.readers import read_catalog, read_events
-    from components.data.validate import validate_catalog, validate_events
+    from components.data.validate import validate_catalog_file, validate_events_file
 
-    cfg = load_config(config)
-    try:
+    if kind not in ("catalog", "events"):
+        raise typer.BadParameter("--kind must be catalog or events")
+    if kind == "events" and not catalog:
+        raise typer.BadParameter("--catalog is required for events")
+    with _expected_errors():
+        cfg = load_config(config)
+        endpoint = cfg.store.s3_endpoint_url
         if kind == "catalog":
-            report = validate_catalog(read_catalog(path), cfg.data, path)
+            report = validate_catalog_file(path, cfg.data, endpoint)
         else:
-            if not catalog:
-                raise typer.BadParameter("--catalog is required for events")
-            ids = set(read_catalog(catalog)["item_id"].dropna())
-            report = validate_events(read_events(path), ids, cfg.data, path)
-    except ContractViolation as exc:
-        typer.secho(f"CONTRACT VIOLATION\n{exc}", fg="red", err=True)
-        raise typer.Exit(1) from exc
+            ids = set(validate_catalog_file(catalog, cfg.data, endpoint).good["item_id"])
+            report = validate_events_file(path, ids, cfg.data, endpoint)
     typer.echo(json.dumps(report.summary, indent=2, default=str))
     if len(report.quarantine):
-        typer.echo(report.quarantine[["reason"]].head(10).to_string())
+        typer.echo(report.quarantine[["source_row", "reason"]].head(10).to_string(index=False))
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """Ingest: read raw catalog + events, validate with Great Expectations, write curated parquet + quarantine.
 
-The curated directory is published to the artifact store as "curated" (and the quarantine with it), so the
-SID, feature and training steps all read one validated, versioned snapshot.
+The pipeline's ingest step publishes the curated directory to the artifact store as "curated" (and the quarantine
+with it), so the SID, feature and training steps all read one validated, versioned snapshot. Whatever else reads
+raw files (the SID, feature, training and reasoning CLIs, the benchmark) goes through load_validated /
+read_catalog_for / read_events_for: the same readers, the same contract, the same quarantine.
 """
 
 from __future__ import annotations
@@ -13,20 +15,50 @@ from pathlib import Path
 import pandas as pd
 
 from components.config import Config
-from components.data.readers import read_catalog, read_events
-from components.data.validate import validate_catalog, validate_events
+from components.data.validate import ValidationReport, validate_catalog_file, validate_events_file
 
 log = logging.getLogger(__name__)
 
 
-def ingest(cfg: Config, out_dir: Path | None = None, publish: bool = True) -> dict:
-    """Validate the configured catalog/events and write catalog.parquet, events.parquet, quarantine.parquet."""
-    catalog_uri, events_uri = cfg.path(cfg.data.catalog_uri), cfg.path(cfg.data.events_uri)
+def validate_inputs(
+    cfg: Config, catalog_uri: str | None = None, events_uri: str | None = None
+) -> tuple[ValidationReport, ValidationReport]:
+    """Read and validate the catalog, then the events against the catalog's good items (default: the configured URIs).
+
+    The catalog goes first because an event is only good if its item survived the catalog's contract.
+    """
+    catalog_uri = catalog_uri or cfg.path(cfg.data.catalog_uri)
+    events_uri = events_uri or cfg.path(cfg.data.events_uri)
     endpoint = cfg.store.s3_endpoint_url
-    catalog_report = validate_catalog(read_catalog(catalog_uri, endpoint), cfg.data, catalog_uri)
-    events_report = validate_events(
-        read_events(events_uri, endpoint), set(catalog_report.good["item_id"]), cfg.data, events_uri
-    )
+    catalog_report = validate_catalog_file(catalog_uri, cfg.data, endpoint)
+    events_report = validate_events_file(events_uri, set(catalog_report.good["item_id"]), cfg.data, endpoint)
+    for report in (catalog_report, events_report):
+        if len(report.quarantine):
+            log.warning(
+                "%s: quarantined %d of %d rows: %s",
+                report.summary["source"],
+                report.summary["quarantined_rows"],
+                report.summary["rows"],
+                report.summary["rows_by_reason"],
+            )
+    return catalog_report, events_report
+
+
+def load_validated(
+    cfg: Config, catalog_uri: str | None = None, events_uri: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The good catalog and event rows of raw files, with the validation summary: how raw data is read outside ingest.
+
+    Raises ContractViolation (one line) for a file that breaks the contract, FileNotFoundError for a missing one.
+    """
+    catalog_report, events_report = validate_inputs(cfg, catalog_uri, events_uri)
+    summary = {"catalog": catalog_report.summary, "events": events_report.summary}
+    return catalog_report.good, events_report.good, summary
+
+
+def ingest(cfg: Config, out_dir: Path | None = None) -> dict:
+    """Validate the configured catalog/events and write catalog.parquet, events.parquet, quarantine.parquet."""
+    catalog_report, events_report = validate_inputs(cfg)
     out = Path(out_dir or Path(cfg.path(cfg.run_root)) / "curated")
     out.mkdir(parents=True, exist_ok=True)
     catalog_report.good.to_parquet(out / "catalog.parquet", index=False)
@@ -36,7 +68,8 @@ def ingest(cfg: Config, out_dir: Path | None = None, publish: bool = True) -> di
         ignore_index=True,
     )
     for column in quarantine.columns:  # mixed tables: store every value as text so nothing is lost
-        quarantine[column] = quarantine[column].astype("string")
+        if column != "source_row":
+            quarantine[column] = quarantine[column].astype("string")
     quarantine.to_parquet(out / "quarantine.parquet", index=False)
     summary = {"catalog": catalog_report.summary, "events": events_report.summary}
     (out / "validation_summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -46,22 +79,16 @@ def ingest(cfg: Config, out_dir: Path | None = None, publish: bool = True) -> di
         "events": int(len(events_report.good)),
         "quarantined_catalog_rows": int(len(catalog_report.quarantine)),
         "quarantined_event_rows": int(len(events_report.quarantine)),
-        "version": None,
     }
-    if publish:
-        from components.store.artifacts import ArtifactStore
-
-        store = ArtifactStore.from_config(cfg.store)
-        result["version"] = store.publish("curated", out, metadata={k: v for k, v in result.items() if k != "version"})
     log.info("ingest: %s", result)
     return result
 
 
 def read_catalog_for(cfg: Config) -> pd.DataFrame:
-    """The deployment's catalog (data.catalog_uri, local or s3://), typed to the contract."""
-    return read_catalog(cfg.path(cfg.data.catalog_uri), cfg.store.s3_endpoint_url)
+    """The deployment's catalog (data.catalog_uri, local or s3://): its good rows under the contract."""
+    return validate_catalog_file(cfg.path(cfg.data.catalog_uri), cfg.data, cfg.store.s3_endpoint_url).good
 
 
 def read_events_for(cfg: Config) -> pd.DataFrame:
-    """The deployment's event log (data.events_uri, local or s3://), typed to the contract."""
-    return read_events(cfg.path(cfg.data.events_uri), cfg.store.s3_endpoint_url)
+    """The deployment's event log (data.events_uri): its good rows under the contract, against the catalog."""
+    return validate_inputs(cfg)[1].good

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from components.config import load_config
-from components.data.ingest import read_catalog_for, read_events_for
+from components.data.ingest import load_validated
 from components.features.repo import apply, materialize, read_prefix_files, write_sources
 from components.sids.sidmap import SidMap
 from components.store.artifacts import ArtifactStore
@@ -30,7 +30,8 @@ def apply_cmd(
     else:
         sidmap = SidMap.load(ArtifactStore.from_config(cfg.store).fetch("sid_map", sid_version))
     frame = read_prefix_files(Path(prefixes)) if prefixes else None
-    write_sources(cfg, read_catalog_for(cfg), read_events_for(cfg), sidmap, frame)
+    catalog, events, _ = load_validated(cfg)  # the data contract, as at ingest
+    write_sources(cfg, catalog, events, sidmap, frame)
     typer.echo(json.dumps({"applied": apply(cfg), "sid_version": sidmap.version}))
 
 

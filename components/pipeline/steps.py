@@ -88,7 +88,7 @@ def resolve(config_path: str | None = None, overrides: dict | None = None, name:
 def ingest(config_path: str | None = None, overrides: dict | None = None) -> dict:
     """Validate the raw catalog + events (Great Expectations, bad rows quarantined) and publish them curated."""
     cfg = _cfg(config_path, overrides)
-    result = ingest_batch(cfg, _fresh(_run_dir(cfg, "curated")), publish=False)
+    result = ingest_batch(cfg, _fresh(_run_dir(cfg, "curated")))
     result["curated_version"] = _store(cfg).publish("curated", Path(result["curated_dir"]), metadata=result)
     return result
 

@@ -11,15 +11,11 @@ app = typer.Typer(no_args_is_help=True)
 
 def _inputs(config: str | None, catalog: str | None, events: str | None):
     from components.config import load_config
-    from components.data.readers import read_catalog, read_events
+    from components.data.ingest import load_validated
 
     cfg = load_config(config)
-    endpoint = cfg.store.s3_endpoint_url
-    return (
-        cfg,
-        read_catalog(catalog or cfg.path(cfg.data.catalog_uri), endpoint),
-        read_events(events or cfg.path(cfg.data.events_uri), endpoint),
-    )
+    cat, ev, _ = load_validated(cfg, catalog, events)  # the data contract, as at ingest: only good rows get SIDs
+    return cfg, cat, ev
 
 
 @app.command()

@@ -58,8 +58,9 @@ def test_heavily_corrupted_catalog_fails_with_readable_error(synthetic):
     with pytest.raises(ContractViolation) as err:
         validate_catalog(read_catalog_frame(bad), DataConfig(), "feeds/catalog_2026-11-24.jsonl")
     message = str(err.value)
-    assert "feeds/catalog_2026-11-24.jsonl" in message and "missing title" in message
-    assert "example rows" in message and catalog.item_id[0] in message
+    assert "\n" not in message  # the CLI prints str(exc) as the one line
+    assert "feeds/catalog_2026-11-24.jsonl" in message and "missing title" in message and "rows 1, 2, 3" in message
+    assert "example rows" in err.value.details and catalog.item_id[0] in err.value.details
 
 
 def test_missing_column_names_file_and_column(tmp_path, synthetic):
@@ -108,7 +109,6 @@ def test_synthetic_is_deterministic():
 
 def read_catalog_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Type an in-memory frame exactly like read_catalog does for a file."""
-    from components.data.contracts import CATALOG_COLUMNS
-    from components.data.readers import _coerce
+    from components.data.readers import coerce
 
-    return _coerce(frame, CATALOG_COLUMNS, "<memory>", "catalog")
+    return coerce(frame, "catalog", "<memory>")

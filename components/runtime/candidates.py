@@ -88,8 +88,10 @@ class ItemStats:
 
 
 def sid_codes(sidmap) -> dict[str, tuple[int, ...]]:
-    """item -> SID codes of a sids.sidmap.SidMap: the `codes` argument below."""
-    return {item: tuple(int(c) for c in row) for item, row in zip(sidmap.item_ids, sidmap.codes, strict=True)}
+    """item -> SID codes of a sids.sidmap.SidMap's recommendable items: the `codes` argument below (an item
+    outside it never joins the candidates)."""
+    active = sidmap.active()
+    return {item: tuple(int(c) for c in row) for item, row in zip(active.item_ids, active.codes, strict=True)}
 
 
 def _top(counter: Counter, n: int) -> list[str]:

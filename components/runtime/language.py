@@ -142,8 +142,10 @@ class SidTrie:
 
     @classmethod
     def from_sidmap(cls, sidmap: SidMap, tokenizer) -> SidTrie:
+        """The trie of the items that may be recommended (a map's retired items are left out)."""
         token_ids = sid_token_ids(tokenizer, sidmap).clamp(min=0)
         n_levels, width = token_ids.shape
+        sidmap = sidmap.active()
         codes = sidmap.codes
         prefix_nodes: list[dict[tuple[int, ...], int]] = [{(): 0}]
         for level in range(1, n_levels + 1):

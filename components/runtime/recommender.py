@@ -35,7 +35,7 @@ from components.runtime.ranker import DIR_NAME as RANKER_DIR
 from components.runtime.ranker import RankerArtifact
 from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
 from components.runtime.transitions import TransitionTable, blend
-from components.sids.sidmap import SidMap
+from components.sids.sidmap import SidMap, lineage
 
 FORMAT = "sidrec-recommender/1"
 RECOMMENDER_FILE = "recommender.json"
@@ -71,12 +71,12 @@ def encode_prompts(tokenizer, prompts: list[str], max_length: int = MAX_PROMPT_T
 
 
 def servable(sidmap: SidMap, prefixes: Sequence[Sequence[int]] | None = None) -> Callable[[str], bool]:
-    """Which items a served stage may add beside the beam: items of this SID map (counts can name items the
-    catalog has since dropped), inside the row's think-ahead prefixes when it has any."""
+    """Which items a served stage may add beside the beam: items of this SID map that are not retired (counts can
+    name items the catalog has since dropped), inside the row's think-ahead prefixes when it has any."""
     wanted = [tuple(int(c) for c in p) for p in prefixes or []]
 
     def ok(item: str) -> bool:
-        if item not in sidmap:
+        if not sidmap.servable(item):
             return False
         if not wanted:
             return True
@@ -107,10 +107,10 @@ def _load_member(model_dir: Path, device: torch.device, dtype: torch.dtype):
         ) from exc
     tokenizer.padding_side = "left"
     info = model_info(model_dir)
-    if info.get("sid_version") not in (None, sidmap.version):
+    if info.get("sid_version") is not None and lineage(info["sid_version"]) != sidmap.lineage:
         raise RecommenderError(
-            f"{model_dir}: trained on SID map {info['sid_version']} but its sid_map/ is {sidmap.version}; "
-            "a model only decodes with the map it was trained on"
+            f"{model_dir}: trained on SID map {info['sid_version']} but its sid_map/ is {sidmap.version}, another "
+            "build: a model only decodes with maps of the lineage it was trained on"
         )
     try:
         sid_token_ids(tokenizer, sidmap)

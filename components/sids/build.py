@@ -1,8 +1,15 @@
 """Build a versioned Semantic ID map: embeddings -> residual quantization -> collision-free codes.
 
 The build directory holds everything a later refresh needs to assign new items without retraining: the
-codebooks (and RQ-VAE encoder), the collaborative vectors of the known items, and the build's embedding
-statistics to measure drift against.
+codebooks (and RQ-VAE encoder), the collaborative vectors and text hashes of the known items, and the build's
+embedding statistics to measure drift against.
+
+A rebuild (new codebooks) keeps SIDs stable where it can: code labels are arbitrary, so each level's new codebook
+is relabelled to agree as much as possible with the previous map's codes on the items both maps hold (an optimal
+assignment on their contingency table); then an item keeps its old code tuple whenever that tuple reconstructs
+its new embedding within `sids.rebuild_keep_tolerance` of the best tuple's error, and only then are collisions
+resolved. Items whose SID still changes are listed old -> new in sid_mapping.parquet, and the share of
+reassigned items is in metrics.json.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import pandas as pd
 
 from components.config import SidConfig
 from components.sids.collaborative import collaborative_embeddings, fuse
-from components.sids.embeddings import content_embeddings
+from components.sids.embeddings import content_embeddings, item_texts
 from components.sids.plots import code_usage_plot
 from components.sids.quantize import (
     Quantizer,
@@ -47,14 +54,74 @@ def embedding_config_hash(cfg: SidConfig) -> str:
     return hashlib.sha1(json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def item_embeddings(catalog: pd.DataFrame, events: pd.DataFrame, cfg: SidConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(fused [n, d], collaborative [n, collab_dim]) in catalog order."""
+def item_embeddings(
+    catalog: pd.DataFrame, events: pd.DataFrame, cfg: SidConfig, previous_collab: dict[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fused [n, d], collaborative [n, collab_dim]) in catalog order.
+
+    The collaborative vectors come from an SVD, whose basis is arbitrary (signs, rotations): with the previous
+    build's vectors given, the new ones are rotated onto them (orthogonal Procrustes on the items both hold), so
+    that an item whose purchases did not change lands where it was and can keep its SID."""
+    from scipy.linalg import orthogonal_procrustes
+
+    ids = catalog["item_id"].astype(str).tolist()
     content = content_embeddings(catalog, cfg.content_encoder, cfg.embed_batch_size)
-    collab = collaborative_embeddings(events, catalog["item_id"].astype(str).tolist(), cfg.collab_dim, seed=cfg.seed)
+    collab = collaborative_embeddings(events, ids, cfg.collab_dim, seed=cfg.seed)
+    shared = [n for n, item in enumerate(ids) if previous_collab and item in previous_collab]
+    if len(shared) > collab.shape[1]:
+        target = np.stack([previous_collab[ids[n]] for n in shared])
+        if target.shape[1] == collab.shape[1]:
+            rotation, _ = orthogonal_procrustes(collab[shared], target)
+            collab = (collab @ rotation).astype(np.float32)
     return fuse(content, collab, cfg.content_weight, cfg.collab_weight), collab
 
 
-MAP_FILES = ("sid_map.parquet", "sid_map.json", "metrics.json", "refresh.json", "build_state.npz", "code_usage.png")
+MAP_FILES = (
+    "sid_map.parquet",
+    "sid_map.json",
+    "metrics.json",
+    "refresh.json",
+    "build_state.npz",
+    "code_usage.png",
+    "sid_mapping.parquet",
+)
+MAPPING_FILE = "sid_mapping.parquet"
+
+
+def content_hashes(catalog: pd.DataFrame) -> list[str]:
+    """A digest of each item's text (what its content embedding is computed from), in catalog order: a refresh
+    re-embeds the items whose text changed."""
+    return [hashlib.sha1(text.encode()).hexdigest()[:16] for text in item_texts(catalog)]
+
+
+def write_mapping(out_dir: Path, moved: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]) -> Path:
+    """sid_mapping.parquet: item_id, old codes, new codes of every item whose SID changed."""
+    frame = pd.DataFrame(
+        {
+            "item_id": list(moved),
+            "old_codes": [list(old) for old, _ in moved.values()],
+            "new_codes": [list(new) for _, new in moved.values()],
+        }
+    )
+    path = Path(out_dir) / MAPPING_FILE
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def align_labels(codes: np.ndarray, previous: np.ndarray, codebook_sizes: list[int]) -> list[np.ndarray]:
+    """Per level, the relabelling of new codes (perm[new] = label) that agrees most with the previous codes of the
+    same items: an optimal assignment on the level's contingency table."""
+    from scipy.optimize import linear_sum_assignment
+
+    perms = []
+    for level, size in enumerate(codebook_sizes):
+        table = np.zeros((size, size), dtype=np.int64)
+        np.add.at(table, (codes[:, level], np.clip(previous[:, level], 0, size - 1)), 1)
+        rows, cols = linear_sum_assignment(-table)
+        perm = np.arange(size)
+        perm[rows] = cols
+        perms.append(perm)
+    return perms
 
 
 def prepare_out_dir(out_dir: Path) -> Path:
@@ -124,9 +191,21 @@ def _residual_curve(quantizer: Quantizer, x: np.ndarray, codes: np.ndarray) -> l
 
 
 def build_sids(
-    catalog: pd.DataFrame, events: pd.DataFrame, cfg: SidConfig, out_dir: Path, version: str | None = None
+    catalog: pd.DataFrame,
+    events: pd.DataFrame,
+    cfg: SidConfig,
+    out_dir: Path,
+    version: str | None = None,
+    previous_dir: Path | None = None,
 ) -> SidMap:
-    """Build the SID map for `catalog`; writes the map, quantizer, metrics.json and code_usage.png."""
+    """Build the SID map for `catalog`; writes the map, quantizer, metrics.json and code_usage.png. With the
+    previous map's build directory (a rebuild), embeddings and code labels are aligned to it (module docstring)
+    and the items whose SID changed are written to sid_mapping.parquet."""
+    previous, previous_collab = None, None
+    if previous_dir is not None:
+        previous = SidMap.load(previous_dir)
+        with np.load(Path(previous_dir) / "build_state.npz") as state:
+            previous_collab = dict(zip(state["item_ids"].tolist(), state["collab"], strict=True))
     out_dir = prepare_out_dir(out_dir)
     item_ids = catalog["item_id"].astype(str).tolist()
     if len(set(item_ids)) != len(item_ids):
@@ -138,15 +217,34 @@ def build_sids(
             "raise sids.levels or sids.codebook_size so every item can get a unique SID"
         )
     t0 = time.perf_counter()
-    fused, collab = item_embeddings(catalog, events, cfg)
+    fused, collab = item_embeddings(catalog, events, cfg, previous_collab)
     t_embed = time.perf_counter() - t0
     t1 = time.perf_counter()
     if cfg.quantizer == "rqkmeans":
         quantizer, raw = train_rqkmeans(fused, cfg.levels, cfg.codebook_size, cfg.seed, cfg.balanced)
     else:
         quantizer, raw = train_rqvae(fused, cfg.levels, cfg.codebook_size, seed=cfg.seed, balanced=cfg.balanced)
+    shared = [i for i, item in enumerate(item_ids) if previous is not None and item in previous]
+    if (
+        shared
+        and len(previous.codebook_sizes) == cfg.levels
+        and previous.codebook_sizes == [len(cb) for cb in quantizer.codebooks]
+    ):
+        old_codes = np.array([previous.codes_of(item_ids[i]) for i in shared], dtype=np.int64)
+        perms = align_labels(raw[shared], old_codes, previous.codebook_sizes)
+        inverse = [np.argsort(p) for p in perms]  # label -> old cluster index
+        quantizer.codebooks = [cb[inv] for cb, inv in zip(quantizer.codebooks, inverse, strict=True)]
+        raw = np.stack([perm[raw[:, level]] for level, perm in enumerate(perms)], axis=1)
+        best = reconstruction_error(quantizer, fused[shared], raw[shared])
+        kept = reconstruction_error(quantizer, fused[shared], old_codes) <= best * (1 + cfg.rebuild_keep_tolerance)
+        raw[np.asarray(shared)[kept]] = old_codes[kept]
     codes, moved = assign_unique(quantizer, fused, raw)
     t_quant = time.perf_counter() - t1
+    remapped = {
+        item_ids[i]: (previous.codes_of(item_ids[i]), tuple(int(c) for c in codes[i]))
+        for i in shared
+        if tuple(int(c) for c in codes[i]) != previous.codes_of(item_ids[i])
+    }
     sizes = [len(cb) for cb in quantizer.codebooks]
     n_unique_raw = len({tuple(r) for r in raw.tolist()})
     errors = reconstruction_error(quantizer, fused, codes)
@@ -168,6 +266,10 @@ def build_sids(
         "quantizer_seconds": round(t_quant, 2),
         "build_seconds": round(time.perf_counter() - t0, 2),
         "embedding_config_hash": config_hash,
+        "previous_version": previous.version if previous is not None else None,
+        "shared_items": len(shared),
+        "reassigned_items": len(remapped),
+        "reassigned_share": len(remapped) / max(len(shared), 1) if previous is not None else 0.0,
     }
     sidmap = SidMap(
         item_ids,
@@ -186,9 +288,10 @@ def build_sids(
         collab=collab,
         fused_mean=fused.mean(0),
         residual_errors=errors,
-        retired=np.array([], dtype=str),
-        retired_codes=np.zeros((0, cfg.levels), dtype=np.int64),
+        content_hash=np.array(content_hashes(catalog)),
     )
+    if previous is not None:
+        write_mapping(out_dir, remapped)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     code_usage_plot(codes, sizes, out_dir / "code_usage.png")
     log.info("SIDs built: %s", metrics)

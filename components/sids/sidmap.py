@@ -3,6 +3,14 @@
 A SID is a fixed-length tuple of codes, one per level; every item has the same number of levels, so decoding
 always takes exactly `n_levels` steps. How a SID is written for the LLM (its tokens) is the model's language and
 lives in components.runtime.language; this map knows only codes.
+
+Retired items (gone from the catalog) keep their codes in the map: they are still evidence of taste in a user's
+history (prompts show them), but they are never recommended (the trie and every served stage leave them out),
+and their codes stay reserved so that no new item takes a code a cached answer could still mean.
+
+Versions: a build is "sid-<settings hash>-<codes digest>"; a refresh of it (new items coded with the same
+codebooks, existing items keeping their codes) is "<build version>.r<digest>". Maps of one lineage (a build and
+its refreshes) agree on every code they share, so a model trained on one decodes with any other.
 """
 
 from __future__ import annotations
@@ -33,8 +41,12 @@ class SidMap:
     # per level [codebook_size, dim] centroids of the build (when loaded from a build directory): what a code
     # means in embedding space, e.g. to initialise its LLM token (TrainConfig.sid_init = "codebook")
     codebooks: list[np.ndarray] | None = field(default=None, compare=False, repr=False)
+    retired: frozenset[str] = field(default_factory=frozenset)  # in the map (prompts), never recommended
 
     def __post_init__(self) -> None:
+        self.retired = frozenset(self.retired)
+        if not self.retired <= set(self.item_ids):
+            raise ValueError("retired items must be items of the map")
         self.codes = np.asarray(self.codes, dtype=np.int64)
         if self.codes.ndim != 2 or self.codes.shape[0] != len(self.item_ids):
             raise ValueError(f"codes shape {self.codes.shape} does not match {len(self.item_ids)} items")
@@ -64,10 +76,26 @@ class SidMap:
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._index
 
+    def servable(self, item_id: str) -> bool:
+        """An item that may be recommended: in the map and not retired."""
+        return item_id in self._index and item_id not in self.retired
+
+    @property
+    def lineage(self) -> str:
+        return lineage(self.version)
+
+    def active(self) -> SidMap:
+        """The map of the items that may be recommended (what the trie is built from)."""
+        if not self.retired:
+            return self
+        keep = [i for i, item in enumerate(self.item_ids) if item not in self.retired]
+        return SidMap([self.item_ids[i] for i in keep], self.codes[keep], self.codebook_sizes, self.version, self.meta)
+
     def to_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame({"item_id": self.item_ids})
         for level in range(self.n_levels):
             frame[f"c{level}"] = self.codes[:, level]
+        frame["retired"] = [item in self.retired for item in self.item_ids]
         return frame
 
     def save(self, directory: str | Path) -> Path:
@@ -94,16 +122,24 @@ class SidMap:
             raise SidMapError(f"{directory}: unreadable SID map ({exc}); rebuild it with `sidrec sids build`") from exc
         n_levels = len(header["codebook_sizes"])
         codes = frame[[f"c{i}" for i in range(n_levels)]].to_numpy(dtype=np.int64)
+        item_ids = frame["item_id"].astype(str).tolist()
+        retired = frame["retired"].astype(bool).tolist() if "retired" in frame else [False] * len(item_ids)
         return cls(
-            item_ids=frame["item_id"].astype(str).tolist(),
+            item_ids=item_ids,
             codes=codes,
             codebook_sizes=list(header["codebook_sizes"]),
             version=header["version"],
             meta=header.get("meta", {}),
             codebooks=_load_codebooks(directory / "codebooks", n_levels),
+            retired=frozenset(i for i, r in zip(item_ids, retired, strict=True) if r),
         )
 
 
 def _load_codebooks(books: Path, n_levels: int) -> list[np.ndarray] | None:
     files = [books / f"level_{level}.npy" for level in range(n_levels)]
     return [np.load(f) for f in files] if all(f.exists() for f in files) else None
+
+
+def lineage(version: str) -> str:
+    """The build a SID version belongs to: a refresh "<build>.r<digest>" belongs to <build>."""
+    return version.split(".r", 1)[0]

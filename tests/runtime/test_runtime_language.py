@@ -65,3 +65,16 @@ def test_trie_allows_exactly_the_maps_prefixes(tiny_sid_model):
     assert trie.node_of((99,)) is None
     two = prefix_trie(sidmap, tokenizer, 2)
     assert len(two.item_ids) == len({tuple(c[:2]) for c in sidmap.codes.tolist()})
+
+
+def test_a_retired_item_speaks_in_prompts_but_is_never_recommended(tiny_sid_model):
+    from components.runtime.recommender import Recommender, servable
+
+    model, tokenizer, sidmap = tiny_sid_model
+    retired = SidMap(sidmap.item_ids, sidmap.codes, sidmap.codebook_sizes, sidmap.version, retired={"i5", "i6"})
+    recommender = Recommender([model], tokenizer, retired, beam_size=60, max_k=60)
+    assert "i5" not in recommender.trie.item_ids and len(recommender.trie.item_ids) == 58
+    rows = recommender.recommend([["i5"], ["i1", "i6"]], 58)
+    assert all(len(r) == 58 and not {"i5", "i6"} & {i for i, _ in r} for r in rows)
+    assert sid_text(sidmap.codes_of("i5")) in recommender.prompts([["i5"]])[0]
+    assert not servable(retired)("i5") and servable(retired)("i7")

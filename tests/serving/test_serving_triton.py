@@ -235,7 +235,7 @@ def test_export_refuses_what_would_not_load_or_serve(deployment, tmp_path):
     foreign = tmp_path / "foreign"
     shutil.copytree(model_dir, foreign)
     (foreign / "sidrec_model.json").write_text('{"sid_version": "another-version"}')
-    with pytest.raises(RecommenderError, match="only decodes with the map it was trained on"):
+    with pytest.raises(RecommenderError, match="only decodes with maps of the lineage it was trained on"):
         Recommender.from_pretrained(foreign)
     # a version that loads but cannot serve (its trie gone) is refused by export's own check
     broken = Recommender.from_pretrained(model_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from components.config import SidConfig
@@ -72,7 +73,10 @@ def test_refresh_keeps_old_sids_and_reports_drift(data, tmp_path):
     for item in set(old_catalog.item_id) - retired:
         assert new.codes_of(item) == old.codes_of(item)
     assert set(result.new_items) == new_ids and set(result.retired_items) == retired
-    assert new.n_collisions() == 0 and len(new) == 395
+    # retired items stay in the map with their codes (histories still show them), never recommended
+    assert new.n_collisions() == 0 and len(new) == 400 and new.retired == retired
+    assert len(new.active()) == 395 and not any(new.servable(i) for i in retired)
+    assert all(new.codes_of(i) == old.codes_of(i) for i in retired)
     assert all(np.array_equal(a, b) for a, b in zip(new.codebooks, old.codebooks, strict=True))  # same meaning
     retired_sids = {old.codes_of(i) for i in retired}
     assert not retired_sids & {new.codes_of(i) for i in result.new_items}
@@ -81,6 +85,7 @@ def test_refresh_keeps_old_sids_and_reports_drift(data, tmp_path):
     assert result.rebuild is False, result.reasons
     strict = CFG.model_copy(update={"drift_new_item_share": 0.01})
     assert refresh_sids(tmp_path / "v1", current, events, strict, tmp_path / "v3").rebuild is True
+    assert new.lineage == old.lineage and new.version.startswith(old.version + ".r")
     # other SID settings: the old codebooks live in another embedding space, so never refresh with them
     reweighted = CFG.model_copy(update={"content_weight": 0.3, "collab_weight": 0.7})
     changed = refresh_sids(tmp_path / "v1", current, events, reweighted, tmp_path / "v4")
@@ -101,3 +106,58 @@ def test_rqvae_builds_unique_sids(data, tmp_path):
     result = refresh_sids(tmp_path / "v1", catalog.iloc[:160], events, cfg, tmp_path / "v2")
     assert len(result.new_items) == 10 and result.sidmap.n_collisions() == 0
     assert all(result.sidmap.codes_of(i) == sidmap.codes_of(i) for i in sidmap.item_ids)
+
+
+def test_an_edited_item_is_re_embedded_and_moves_only_out_of_its_bucket(data, tmp_path):
+    """A refresh re-embeds items whose text changed: one edited into another cluster's words moves (old -> new
+    written), one with a cosmetic edit keeps its SID; moved items count toward drift."""
+    catalog, events = data
+    cfg = CFG.model_copy(update={"content_weight": 1.0, "collab_weight": 0.0})  # codes follow the text alone
+    old = build_sids(catalog, events, cfg, tmp_path / "v1")
+    edited = catalog.copy()
+    far = edited.index[0]
+    first = old.codes_of(str(edited.item_id[far]))[0]
+    donor = next(i for i in edited.index if old.codes_of(str(edited.item_id[i]))[0] != first)
+    edited.loc[far, ["title", "description", "brand"]] = edited.loc[donor, ["title", "description", "brand"]].values
+    edited.loc[far, "title"] = edited.loc[far, "title"].upper()  # another bucket's text (the encoder lowercases)
+    cosmetic = edited.index[1]
+    edited.loc[cosmetic, "description"] = str(edited.loc[cosmetic, "description"]).upper()  # new text, same words
+    result = refresh_sids(tmp_path / "v1", edited, events, cfg, tmp_path / "v2")
+    item_far, item_cosmetic = str(edited.item_id[far]), str(edited.item_id[cosmetic])
+    assert set(result.edited_items) == {item_far, item_cosmetic}
+    assert result.sidmap.codes_of(item_cosmetic) == old.codes_of(item_cosmetic)
+    assert item_far in result.moved and result.moved[item_far][0] == old.codes_of(item_far)
+    assert result.sidmap.codes_of(item_far)[:-1] != old.codes_of(item_far)[:-1]
+    mapping = pd.read_parquet(tmp_path / "v2" / "sid_mapping.parquet")
+    assert mapping.item_id.tolist() == [item_far]
+    assert abs(result.drift["new_item_share"] - 1 / len(catalog)) < 1e-9
+    assert result.sidmap.version != old.version and result.sidmap.n_collisions() == 0
+
+
+def test_a_rebuild_keeps_sids_stable_where_it_can_and_maps_the_rest(data, tmp_path):
+    """Rebuilding on more events gives new codebooks; aligning the embeddings and code labels to the previous map
+    keeps items' SIDs where the old code still fits (more than an unaligned build does; a looser
+    rebuild_keep_tolerance keeps more) and writes old -> new for the others."""
+    catalog, events = data
+    old = build_sids(catalog, events.iloc[: len(events) // 2], CFG, tmp_path / "v1")
+    plain = build_sids(catalog, events, CFG, tmp_path / "plain")
+    aligned = build_sids(catalog, events, CFG, tmp_path / "v2", previous_dir=tmp_path / "v1")
+    kept_plain = sum(plain.codes_of(i) == old.codes_of(i) for i in catalog.item_id)
+    kept = sum(aligned.codes_of(i) == old.codes_of(i) for i in catalog.item_id)
+    metrics = json.loads((tmp_path / "v2" / "metrics.json").read_text())
+    loose = build_sids(
+        catalog,
+        events,
+        CFG.model_copy(update={"rebuild_keep_tolerance": 1.0}),
+        tmp_path / "v3",
+        previous_dir=tmp_path / "v1",
+    )
+    kept_loose = sum(loose.codes_of(i) == old.codes_of(i) for i in catalog.item_id)
+    assert kept_plain < kept < kept_loose
+    assert metrics["reassigned_items"] == len(catalog) - kept and metrics["previous_version"] == old.version
+    assert metrics["reassigned_share"] == pytest.approx((len(catalog) - kept) / len(catalog))
+    mapping = pd.read_parquet(tmp_path / "v2" / "sid_mapping.parquet")
+    assert len(mapping) == len(catalog) - kept
+    row = mapping.iloc[0]
+    assert tuple(row.old_codes) == old.codes_of(row.item_id) and tuple(row.new_codes) == aligned.codes_of(row.item_id)
+    assert aligned.n_collisions() == 0 and aligned.lineage != old.lineage

@@ -6,8 +6,9 @@ package, so the backend runs exactly the library's runtime core: all valid reque
 ONE Recommender.recommend call (one prompt pass, one decode step per SID level, then the served stage).
 
 Each request is parsed and checked on its own: a malformed one (bad K, undecodable history or prefix) gets its
-own error and never fails the others of its batch. Prefixes computed for another SID version are ignored (the
-request is fully decoded) and counted: a log line and the metric sidrec_stale_prefixes_total.
+own error and never fails the others of its batch. Prefixes computed for a SID map of another lineage (another
+build; a refresh keeps every code, so its prefixes stay valid) are ignored (the request is fully decoded) and
+counted: a log line and the metric sidrec_stale_prefixes_total.
 """
 
 import json
@@ -31,9 +32,10 @@ class TritonPythonModel:
         from components.logs import quiet_third_party
         from components.runtime.language import decode_prefix, sid_of
         from components.runtime.recommender import Recommender
+        from components.sids.sidmap import lineage
 
         quiet_third_party()
-        self.decode_prefix, self.sid_of = decode_prefix, sid_of
+        self.decode_prefix, self.sid_of, self.lineage = decode_prefix, sid_of, lineage
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         use_gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
@@ -77,7 +79,7 @@ class TritonPythonModel:
             values = [p for p in pref_tensor.as_numpy().reshape(-1) if len(p)]
             version_tensor = pb_utils.get_input_tensor_by_name(request, "PREFIXES_VERSION")
             version = version_tensor.as_numpy().reshape(-1)[0].decode() if version_tensor is not None else None
-            if values and version is not None and version != self.recommender.sid_version:
+            if values and version is not None and self.lineage(version) != self.recommender.sidmap.lineage:
                 self._stale(version)
             elif values:
                 try:

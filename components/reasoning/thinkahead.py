@@ -16,12 +16,22 @@ import pandas as pd
 import torch
 
 from components.config import ReasoningConfig
+from components.reasoning.rationales import NO_REASON, Evidence, grounded_rationale
 from components.runtime.beam import constrained_beam_search
 from components.runtime.language import END_THINK, THINK, decode_prefix, encode_prefix, prefix_trie
 from components.runtime.recommender import Recommender, encode_prompts
 
 PREFIX_LEVELS = 2
-COLUMNS = ["user_id", "prefixes", "scores", "rationale", "model_version", "sid_version", "created_at"]
+COLUMNS = [
+    "user_id",
+    "prefixes",
+    "scores",
+    "rationale",
+    "reasoning_path",
+    "model_version",
+    "sid_version",
+    "created_at",
+]
 
 
 @torch.inference_mode()
@@ -55,13 +65,18 @@ def think_ahead(
     cfg: ReasoningConfig,
     seed: int = 0,
     batch_size: int = 8,
+    evidence: Evidence | None = None,
 ) -> pd.DataFrame:
     """Per user (user_id, history): the pooled top PREFIX_LEVELS-code SID prefixes with their probabilities summed
-    over reasoning paths, the first path's rationale, and the model and SID versions they belong to."""
+    over reasoning paths, the model's first reasoning path, and the model and SID versions they belong to.
+
+    With `evidence`, `rationale` is an explanation a product can show: the grounded reasons (reasoning.rationales)
+    that link the history to the most bought item of the top prefix; without it, the model's reasoning path."""
     model = recommender.models[0]
     tokenizer, sidmap = recommender.tokenizer, recommender.sidmap
     torch.manual_seed(seed)
     ptrie = prefix_trie(sidmap, tokenizer, PREFIX_LEVELS).to(recommender.device)
+    about = _most_bought_under_prefixes(sidmap, evidence, PREFIX_LEVELS) if evidence else {}
     rows = []
     for start in range(0, len(users), batch_size):
         chunk = users.iloc[start : start + batch_size]
@@ -84,19 +99,43 @@ def think_ahead(
                         key = tuple(codes)
                         pooled[key] = pooled.get(key, 0.0) + math.exp(score) / cfg.paths_per_user
             best = sorted(pooled.items(), key=lambda kv: -kv[1])
+            path = paths[u][0][:300]
+            history = [str(i) for i in chunk["history"].iloc[u]]
             rows.append(
                 {
                     "user_id": str(user_id),
                     "prefixes": [encode_prefix(codes) for codes, _ in best],
                     "scores": [float(s) for _, s in best],
-                    "rationale": paths[u][0][:300],
+                    "rationale": _explain(history, about.get(best[0][0]), evidence) if evidence and best else path,
+                    "reasoning_path": path,
                 }
             )
-    frame = pd.DataFrame(rows, columns=COLUMNS[:4])
+    frame = pd.DataFrame(rows, columns=COLUMNS[:5])
     frame["model_version"] = recommender.model_version or ""
     frame["sid_version"] = sidmap.version
     frame["created_at"] = pd.Timestamp(datetime.now(UTC))
     return frame[COLUMNS]
+
+
+def _most_bought_under_prefixes(sidmap, evidence: Evidence, levels: int) -> dict[tuple[int, ...], str]:
+    """prefix -> the most bought servable item under it (what an explanation is written about)."""
+    best: dict[tuple[int, ...], str] = {}
+    for item, codes in zip(sidmap.item_ids, sidmap.codes.tolist(), strict=True):
+        if sidmap.servable(item):
+            prefix = tuple(codes[:levels])
+            if prefix not in best or evidence.stats.popularity.get(item, 0) > evidence.stats.popularity.get(
+                best[prefix], 0
+            ):
+                best[prefix] = item
+    return best
+
+
+def _explain(history: list[str], item: str | None, evidence: Evidence) -> str:
+    """The grounded reasons linking the history to `item`, prefixed by its title."""
+    if item is None:
+        return NO_REASON
+    text, _ = grounded_rationale(history, item, evidence)
+    return f"{evidence.titles.get(item, item)[:60]}: {text}"
 
 
 def shard_users(users: pd.DataFrame, shard: int, n_shards: int) -> pd.DataFrame:

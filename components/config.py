@@ -64,6 +64,12 @@ class SidConfig(_Section):
     drift_new_item_share: float = 0.10
     drift_residual_ratio: float = 2.0  # unseen items always fit a little worse than the training items
     drift_mean_shift: float = 0.25
+    # a rebuild that would give more than this share of the previous map's items another SID is refused (logged with
+    # its numbers) and production keeps its map: raise it deliberately for a catalog overhaul
+    max_reassigned_share: float = Field(0.9, ge=0, le=1)
+    # a rebuild keeps an item's old SID when it reconstructs the new embedding within this much of the best code's
+    # squared error (stability over a slightly tighter code)
+    rebuild_keep_tolerance: float = Field(0.25, ge=0)
 
 
 class ModelConfig(_Section):
@@ -120,6 +126,11 @@ class TrainConfig(_Section):
     torch_threads: int = 0
     # where training (and the evaluation of its models) runs: "cpu", "cuda", "cuda:N" or "auto" (cuda if present)
     device: str = "cpu"
+    # the pipeline's training step warm-starts from the production model when its SID map is of the same lineage
+    # (a refresh: every code the model learnt is unchanged) and trains this many epochs on the current examples;
+    # after a rebuild (new codes) it trains from the base LLM for `epochs`
+    warm_start: bool = True
+    warm_start_epochs: float = Field(1.0, gt=0)
 
 
 class EvalConfig(_Section):
@@ -145,6 +156,13 @@ class ReasoningConfig(_Section):
     max_rationale_tokens: int = 48
     max_users: int | None = None  # think-ahead only the N most recently active users (None = all)
     shards: int = Field(4, ge=1)  # think-ahead shards to fan out over (KFP ParallelFor; Airflow: mapped tasks)
+    # the reasoning model: rationales for this many training rows, fine-tuned from the promoted model this long
+    rationale_examples: int = Field(2000, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    # its gate: think-ahead + runtime completion may lose at most this much HR@10 (absolute) against full decoding
+    # on this many of the gate's rows; otherwise no prefixes are published and serving decodes fully
+    max_hr10_loss: float = 0.01  # negative: think-ahead must beat full decoding by that much
+    gate_examples: int = Field(200, ge=1)
 
 
 class FeaturesConfig(_Section):

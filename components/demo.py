@@ -66,19 +66,49 @@ def run_demo(config: str | None = None, quick: bool = False) -> dict:
             "promote (manual)", steps.promote, candidate_version=trained["candidate_version"], reason="demo"
         )["model_version"]
     stage("export to Triton", steps.export, model_version=model_version)
-    shard = stage("think-ahead", steps.think_ahead, model_version=model_version, curated_version=curated)
-    stage(
-        "publish prefixes",
-        steps.publish_prefixes,
-        shard_versions=[shard["shard_version"]],
+    examples_version = examples["examples_version"]
+    reasoner = stage(
+        "reasoning model",
+        steps.train_reasoner,
         model_version=model_version,
+        examples_version=examples_version,
         curated_version=curated,
-        sid_version=sids,
     )
+    reasoning_gate = stage(
+        "reasoning gate",
+        steps.gate_reasoner,
+        reasoning_version=reasoner["reasoning_version"],
+        model_version=model_version,
+        examples_version=examples_version,
+    )
+    if reasoning_gate["passed"]:
+        shard = stage(
+            "think-ahead",
+            steps.think_ahead,
+            reasoning_version=reasoner["reasoning_version"],
+            curated_version=curated,
+            examples_version=examples_version,
+        )
+        stage(
+            "publish prefixes",
+            steps.publish_prefixes,
+            shard_versions=[shard["shard_version"]],
+            reasoning_version=reasoner["reasoning_version"],
+            curated_version=curated,
+            sid_version=sids,
+        )
+    else:
+        stage(
+            "clear prefixes",
+            steps.clear_prefixes,
+            curated_version=curated,
+            sid_version=sids,
+            reason=reasoning_gate["reason"],
+        )
     report["recommendations"] = _serve_and_ask(cfg)
     out = Path(cfg.path(cfg.run_root)) / "demo_report.json"
     out.write_text(json.dumps(report, indent=2, default=str))
-    _print_summary(report, gate, trained.get("ranker_cross_validated"))
+    _print_summary(report, gate, trained.get("ranker_cross_validated"), reasoning_gate, reasoner.get("coverage"))
     console.print(f"report: {out}")
     return report
 
@@ -86,8 +116,9 @@ def run_demo(config: str | None = None, quick: bool = False) -> dict:
 def _serve_and_ask(cfg) -> dict:
     import pandas as pd
 
-    prefixes_dir = Path(cfg.path(cfg.run_root)) / "prefixes_publish"
-    users = pd.concat([pd.read_parquet(p) for p in sorted(prefixes_dir.glob("prefixes-*.parquet"))])["user_id"]
+    curated = Path(cfg.path(cfg.run_root)) / "curated" / "events.parquet"
+    events = pd.read_parquet(curated).sort_values("event_timestamp")
+    users = events["user_id"].drop_duplicates(keep="last").iloc[::-1].reset_index(drop=True)  # most recent first
     answers = {}
     with console.status("[bold]Triton[/bold] starting ..."):
         server = start_triton(cfg.path(cfg.serving.model_repository), Path(cfg.path(cfg.run_root)) / "triton")
@@ -104,7 +135,9 @@ def _serve_and_ask(cfg) -> dict:
     return answers
 
 
-def _print_summary(report: dict, gate: dict, ranker: dict | None = None) -> None:
+def _print_summary(
+    report: dict, gate: dict, ranker: dict | None = None, reasoning: dict | None = None, coverage: dict | None = None
+) -> None:
     table = Table(
         title=f"sidrec demo: the gate's holdout ({gate['rows']} users' last purchases), HR@10 / NDCG@10",
         caption="SIDs from all events (a deployment's map), not the benchmark's protocol: see docs/benchmark.md",
@@ -119,8 +152,19 @@ def _print_summary(report: dict, gate: dict, ranker: dict | None = None) -> None
             "candidate + ranker (5-fold CV, select rows)", f"{ranker['HR@10']:.4f}", f"{ranker['NDCG@10']:.4f}"
         )
     console.print(table)
+    if coverage:
+        console.print(f"rationales: {coverage['coverage']:.0%} with a concrete reason, e.g. {coverage['samples'][0]}")
+    if reasoning:
+        think, full = reasoning["think_ahead"], reasoning["full_decoding"]
+        console.print(
+            f"reasoning gate ({'passed' if reasoning['passed'] else 'refused'}): think-ahead HR@10 "
+            f"{think['HR@10']:.4f} at {think['online_ms_per_request']:.1f} ms vs full decoding {full['HR@10']:.4f} at "
+            f"{full['online_ms_per_request']:.1f} ms per request; {think['offline_ms_per_user']:.0f} ms/user offline"
+        )
     for user, answer in report["recommendations"].items():
         first = answer["items"][0] if answer["items"] else {"source": "none"}
         console.print(f"[bold]{user}[/bold] ({answer['ms']} ms, {first['source']}):")
         for item in answer["items"]:
             console.print(f"   {item['item_id']:>6}  {item['sid']}  {item['title'][:70]}")
+        if first.get("reason"):
+            console.print(f"   why: {first['reason'][:150]}")

@@ -1,10 +1,13 @@
 """
 ### sidrec_reasoning
-Daily, and whenever the **sidrec_model** asset changes: offline OneRec-Think think-ahead with the promoted model.
-Active users are split into shards processed in parallel (dynamic task mapping); each shard samples reasoning
-paths, keeps the pooled SID prefixes per user and publishes them as a shard version. The shards are then
-published as one `prefixes` artifact version and loaded into the Feast online store, where the serving client
-picks them up.
+Daily, and whenever the **sidrec_model** asset changes: OneRec-Think with the promoted model.
+1. `train_reasoner`: grounded rationales for a sample of the training rows (coverage and samples in the log), then
+   reasoning fine-tuning from the promoted model (reused when this model version already has one).
+2. `gate_reasoner`: think-ahead prefixes + runtime completion against full decoding on the held-out gate rows; it
+   may lose at most `reasoning.max_hr10_loss` HR@10.
+3. Passed: the active users are split into `reasoning.shards` shards processed in parallel (dynamic task mapping),
+   each publishing its prefixes (with grounded explanations) as a version; `publish` loads them into the Feast
+   online store. Refused: `clear_prefixes` withdraws them (serving decodes fully) and logs why.
 """
 
 from __future__ import annotations
@@ -34,7 +37,13 @@ def sidrec_reasoning():
     @task
     def versions() -> dict:
         return upstream_versions(
-            MODEL, {"model_version": "model", "sid_version": "sid_map", "curated_version": "curated"}
+            MODEL,
+            {
+                "model_version": "model",
+                "sid_version": "sid_map",
+                "curated_version": "curated",
+                "examples_version": "examples",
+            },
         )
 
     @task.short_circuit
@@ -42,20 +51,50 @@ def sidrec_reasoning():
         return all(inputs.values())
 
     @task
-    def plan_shards(inputs: dict) -> list[dict]:
+    def train_reasoner(inputs: dict) -> dict:
+        from components.pipeline import steps
+
+        result = steps.train_reasoner(
+            config_path(), None, inputs["model_version"], inputs["examples_version"], inputs["curated_version"]
+        )
+        return log_metrics("train_reasoner", {**inputs, **result})
+
+    @task
+    def gate_reasoner(trained: dict) -> dict:
+        from components.pipeline import steps
+
+        result = steps.gate_reasoner(
+            config_path(), None, trained["reasoning_version"], trained["model_version"], trained["examples_version"]
+        )
+        keep = ("model_version", "sid_version", "curated_version", "examples_version")
+        return log_metrics("gate_reasoner", {**{k: trained[k] for k in keep}, **result})
+
+    @task.branch
+    def route(gate: dict) -> str:
+        return "plan_shards" if gate["passed"] else "clear_prefixes"
+
+    @task
+    def plan_shards(gate: dict) -> list[dict]:
         from components.config import load_config
         from components.pipeline import steps
 
-        log_metrics("active_users", steps.active_users(config_path(), None, inputs["curated_version"]))
+        log_metrics("active_users", steps.active_users(config_path(), None, gate["curated_version"]))
         shards = load_config(config_path()).reasoning.shards
-        return [{**inputs, "shard": shard, "n_shards": shards} for shard in range(shards)]
+        keep = ("reasoning_version", "sid_version", "curated_version", "examples_version")
+        return [{**{k: gate[k] for k in keep}, "shard": shard, "n_shards": shards} for shard in range(shards)]
 
     @task(max_active_tis_per_dag=4)
     def think_ahead(job: dict) -> dict:
         from components.pipeline import steps
 
         result = steps.think_ahead(
-            config_path(), None, job["model_version"], job["curated_version"], job["shard"], job["n_shards"]
+            config_path(),
+            None,
+            job["reasoning_version"],
+            job["curated_version"],
+            job["shard"],
+            job["n_shards"],
+            job["examples_version"],
         )
         return log_metrics("think_ahead", {**job, **result})
 
@@ -70,15 +109,25 @@ def sidrec_reasoning():
                 config_path(),
                 None,
                 [r["shard_version"] for r in sorted(results, key=lambda r: r["shard"])],
-                first["model_version"],
+                first["reasoning_version"],
                 first["curated_version"],
                 first["sid_version"],
             ),
         )
 
+    @task
+    def clear_prefixes(gate: dict) -> dict:
+        from components.pipeline import steps
+
+        result = steps.clear_prefixes(config_path(), None, gate["curated_version"], gate["sid_version"], gate["reason"])
+        return log_metrics("clear_prefixes", result)
+
     inputs = versions()
-    jobs = plan_shards(inputs)
-    model_ready(inputs) >> jobs
+    trained = train_reasoner(inputs)
+    model_ready(inputs) >> trained
+    gate = gate_reasoner(trained)
+    jobs = plan_shards(gate)
+    route(gate) >> [jobs, clear_prefixes(gate)]
     publish(think_ahead.expand(job=jobs))
 
 

@@ -1,8 +1,12 @@
 """
 ### sidrec_sid_refresh
-Runs when the **sidrec_catalog** asset changes: assigns SIDs to new items with the existing codebooks and
-measures drift. When drift crosses the configured thresholds it builds a new SID version. A new SID version
-updates the **sidrec_sid_map** asset (extra: SID and curated versions), which triggers `sidrec_training`.
+Runs when the **sidrec_catalog** asset changes: codes new and edited items with the existing codebooks, retires
+deleted ones, and measures drift.
+- A refresh (same lineage) is served at once, without retraining: the production model with the refreshed map is
+  published and exported (`serve_refresh`), so new items are recommendable right away.
+- When drift crosses the configured thresholds it rebuilds the codebooks (SIDs kept stable where possible, an old ->
+  new mapping written) and updates the **sidrec_sid_map** asset (extra: SID and curated versions), which triggers
+  `sidrec_training` from the base LLM. A rebuild that would reassign too many SIDs is refused, with its numbers.
 """
 
 from __future__ import annotations
@@ -46,9 +50,12 @@ def sidrec_sid_refresh():
         result = steps.sid_refresh(config_path(), curated_version=inputs["curated_version"])
         return log_metrics("sid_refresh", {**result, "curated_version": inputs["curated_version"]})
 
-    @task.short_circuit
-    def new_sid_version(result: dict) -> bool:
-        return bool(result["new_sid_version"])
+    @task.branch
+    def route(result: dict) -> str | None:
+        """A new lineage retrains; a refresh of the served lineage is served as is; no change, nothing."""
+        if not result["new_sid_version"]:
+            return None
+        return "announce_sid_map" if result["action"] in ("build", "rebuild") else "serve_refresh"
 
     @task(outlets=[SID_MAP])
     def announce_sid_map(result: dict, *, outlet_events=None) -> dict:
@@ -56,8 +63,14 @@ def sidrec_sid_refresh():
         outlet_events[SID_MAP].extra = extra
         return extra
 
+    @task
+    def serve_refresh(result: dict) -> dict:
+        from components.pipeline import steps
+
+        return log_metrics("serve_refresh", steps.serve_refresh(config_path(), None, result["sid_version"]))
+
     result = refresh(versions())
-    new_sid_version(result) >> announce_sid_map(result)
+    route(result) >> [announce_sid_map(result), serve_refresh(result)]
 
 
 sidrec_sid_refresh()

@@ -71,7 +71,8 @@ def sidrec_training():
         from components.pipeline import steps
 
         result = steps.evaluate_and_gate(config_path(), None, trained["candidate_version"], trained["examples_version"])
-        return log_metrics("gate", {**{k: trained[k] for k in ("sid_version", "curated_version")}, **result})
+        keep = {k: trained[k] for k in ("sid_version", "curated_version", "examples_version")}
+        return log_metrics("gate", {**keep, **result})
 
     @task.short_circuit
     def promoted(gate: dict) -> bool:
@@ -93,6 +94,7 @@ def sidrec_training():
             "model_version": model_version,
             "sid_version": gate["sid_version"],
             "curated_version": gate["curated_version"],
+            "examples_version": gate["examples_version"],
         }
         return result
 

@@ -21,17 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def validate_inputs(
-    cfg: Config, catalog_uri: str | None = None, events_uri: str | None = None
+    cfg: Config,
+    catalog_uri: str | None = None,
+    events_uri: str | None = None,
+    known_items: set[str] | None = None,
 ) -> tuple[ValidationReport, ValidationReport]:
     """Read and validate the catalog, then the events against the catalog's good items (default: the configured URIs).
 
-    The catalog goes first because an event is only good if its item survived the catalog's contract.
+    The catalog goes first because an event is only good if its item survived the catalog's contract. An event of
+    a `known_items` item no longer in the catalog (a retired item the SID map still holds) is good too: retired
+    items stay in histories as evidence of taste, they are only never recommended.
     """
     catalog_uri = catalog_uri or cfg.path(cfg.data.catalog_uri)
     events_uri = events_uri or cfg.path(cfg.data.events_uri)
     endpoint = cfg.store.s3_endpoint_url
     catalog_report = validate_catalog_file(catalog_uri, cfg.data, endpoint)
-    events_report = validate_events_file(events_uri, set(catalog_report.good["item_id"]), cfg.data, endpoint)
+    items = set(catalog_report.good["item_id"]) | set(known_items or ())
+    events_report = validate_events_file(events_uri, items, cfg.data, endpoint)
     for report in (catalog_report, events_report):
         if len(report.quarantine):
             log.warning(
@@ -56,9 +62,10 @@ def load_validated(
     return catalog_report.good, events_report.good, summary
 
 
-def ingest(cfg: Config, out_dir: Path | None = None) -> dict:
-    """Validate the configured catalog/events and write catalog.parquet, events.parquet, quarantine.parquet."""
-    catalog_report, events_report = validate_inputs(cfg)
+def ingest(cfg: Config, out_dir: Path | None = None, known_items: set[str] | None = None) -> dict:
+    """Validate the configured catalog/events and write catalog.parquet, events.parquet, quarantine.parquet
+    (events of `known_items` retired from the catalog are kept: validate_inputs)."""
+    catalog_report, events_report = validate_inputs(cfg, known_items=known_items)
     out = Path(out_dir or Path(cfg.path(cfg.run_root)) / "curated")
     out.mkdir(parents=True, exist_ok=True)
     catalog_report.good.to_parquet(out / "catalog.parquet", index=False)

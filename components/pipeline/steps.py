@@ -29,15 +29,20 @@ from components.data.ingest import ingest as ingest_batch
 from components.evaluation.gate import gate
 from components.features.historical import build_training_examples
 from components.features.repo import apply, materialize, read_prefix_files, write_sources
+from components.reasoning.gate import reasoning_gate
+from components.reasoning.rationales import Evidence, build_rationales, coverage
 from components.reasoning.thinkahead import shard_users, write_prefixes
 from components.reasoning.thinkahead import think_ahead as think_ahead_users
+from components.reasoning.train import train_reasoning
+from components.runtime.candidates import sid_codes
 from components.runtime.ranker import DIR_NAME as RANKER_DIR
-from components.runtime.recommender import Recommender
+from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender
 from components.serving.export import export_triton_repository
 from components.sids.build import build_sids, publish_sid_map
 from components.sids.refresh import refresh_sids
-from components.sids.sidmap import SidMap
+from components.sids.sidmap import SidMap, lineage
 from components.store.artifacts import ArtifactStore
+from components.training import distributed
 from components.training.ranker import fit_ranker
 from components.training.train import train_model
 
@@ -88,13 +93,21 @@ def resolve(config_path: str | None = None, overrides: dict | None = None, name:
 def ingest(config_path: str | None = None, overrides: dict | None = None) -> dict:
     """Validate the raw catalog + events (Great Expectations, bad rows quarantined) and publish them curated."""
     cfg = _cfg(config_path, overrides)
-    result = ingest_batch(cfg, _fresh(_run_dir(cfg, "curated")))
-    result["curated_version"] = _store(cfg).publish("curated", Path(result["curated_dir"]), metadata=result)
+    store = _store(cfg)
+    production_map = store.latest_version("sid_map")
+    known = set(SidMap.load(store.fetch("sid_map", production_map)).item_ids) if production_map else None
+    result = ingest_batch(cfg, _fresh(_run_dir(cfg, "curated")), known_items=known)
+    result["curated_version"] = store.publish("curated", Path(result["curated_dir"]), metadata=result)
     return result
 
 
 def sid_refresh(config_path: str | None = None, overrides: dict | None = None, curated_version: str = "") -> dict:
-    """Refresh the production SID map for the curated catalog, or build a new version when drift says so."""
+    """Refresh the production SID map for the curated catalog (new and edited items coded with the existing
+    codebooks, deleted ones retired), or rebuild it when drift says so, keeping SIDs stable where it can.
+
+    action: "build" (first map), "refresh" (same lineage: the served model decodes it as is), "rebuild" (new
+    codebooks: retrain), or "refused" (a rebuild that would reassign more than sids.max_reassigned_share of the
+    items: nothing is published, production keeps its map, the numbers say why)."""
     cfg = _cfg(config_path, overrides)
     store = _store(cfg)
     catalog, events = _curated(store, curated_version)
@@ -105,16 +118,66 @@ def sid_refresh(config_path: str | None = None, overrides: dict | None = None, c
         metrics = json.loads((build_dir / "metrics.json").read_text())
         version = publish_sid_map(store, build_dir, metadata=metrics)
         return {"action": "build", "sid_version": version, "new_sid_version": True, "metrics": metrics}
-    result = refresh_sids(store.fetch("sid_map", previous), catalog, events, cfg.sids, _run_dir(cfg, "sid_refresh"))
+    previous_dir = store.fetch("sid_map", previous)
+    result = refresh_sids(previous_dir, catalog, events, cfg.sids, _run_dir(cfg, "sid_refresh"))
     summary = result.summary()
-    if result.rebuild:
-        build_dir = _fresh(_run_dir(cfg, "sid_build"))
-        build_sids(catalog, events, cfg.sids, build_dir)
-        metrics = json.loads((build_dir / "metrics.json").read_text())
-        version = publish_sid_map(store, build_dir, metadata={**metrics, "drift": summary})
-        return {"action": "rebuild", "sid_version": version, "new_sid_version": True, "drift": summary}
-    version = publish_sid_map(store, _run_dir(cfg, "sid_refresh"), metadata=summary)
-    return {"action": "refresh", "sid_version": version, "new_sid_version": version != previous, "drift": summary}
+    if not result.rebuild:
+        version = publish_sid_map(store, _run_dir(cfg, "sid_refresh"), metadata=summary)
+        return {"action": "refresh", "sid_version": version, "new_sid_version": version != previous, "drift": summary}
+    build_dir = _fresh(_run_dir(cfg, "sid_build"))
+    build_sids(catalog, events, cfg.sids, build_dir, previous_dir=previous_dir)
+    metrics = json.loads((build_dir / "metrics.json").read_text())
+    if metrics["reassigned_share"] > cfg.sids.max_reassigned_share:
+        reason = (
+            f"the rebuild would give {metrics['reassigned_items']} of {metrics['shared_items']} items another SID "
+            f"({metrics['reassigned_share']:.1%} > sids.max_reassigned_share {cfg.sids.max_reassigned_share:.0%})"
+        )
+        log.warning("SID rebuild refused, production keeps %s: %s", previous, reason)
+        return {
+            "action": "refused",
+            "sid_version": previous,
+            "new_sid_version": False,
+            "reason": reason,
+            "drift": summary,
+            "rebuild": metrics,
+        }
+    version = publish_sid_map(store, build_dir, metadata={**metrics, "drift": summary})
+    return {
+        "action": "rebuild",
+        "sid_version": version,
+        "new_sid_version": True,
+        "drift": summary,
+        "reassigned_share": metrics["reassigned_share"],
+    }
+
+
+def serve_refresh(config_path: str | None = None, overrides: dict | None = None, sid_version: str = "") -> dict:
+    """A refreshed SID map (same lineage) served at once, without retraining: the production model with the new
+    map is published as a new 'model' version and exported, so new items are recommendable right away (the
+    model knows every code; only the trie changes). Skipped when there is no production model or the map is of
+    another lineage (that needs training)."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    production = store.latest_version("model")
+    if production is None:
+        return {"served": False, "reason": "no production model yet"}
+    source = store.fetch("model", production)
+    info = json.loads((source / MODEL_INFO_FILE).read_text())
+    if lineage(info["sid_version"]) != lineage(sid_version):
+        return {"served": False, "reason": f"{sid_version} is another lineage than the model's {info['sid_version']}"}
+    if info["sid_version"] == sid_version:
+        return {"served": False, "reason": f"production already serves {sid_version}"}
+    folder = _fresh(_run_dir(cfg, "model_refreshed"))
+    shutil.copytree(source, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("manifest.json"))
+    shutil.rmtree(folder / SID_MAP_DIR)
+    shutil.copytree(
+        store.fetch("sid_map", sid_version), folder / SID_MAP_DIR, ignore=shutil.ignore_patterns("manifest.json")
+    )
+    info.update({"sid_version": sid_version, "refreshed_from_model_version": production})
+    (folder / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+    version = store.publish("model", folder, metadata={"refreshed_from": production, "sid_version": sid_version})
+    exported = export(config_path, overrides, version)
+    return {"served": True, "model_version": version, "sid_version": sid_version, "export": exported}
 
 
 def _feature_sources(
@@ -193,7 +256,14 @@ def train(
     catalog, _ = _curated(store, curated_version)
     sidmap = SidMap.load(store.fetch("sid_map", sid_version))
     rows = _examples(store, examples_version)
-    model_dir = train_model(cfg, sidmap, catalog, rows["train"], rows["select"], _run_dir(cfg, "model_candidate"))
+    warm = _warm_start(cfg, store, sidmap)
+    if warm is not None:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": cfg.train.warm_start_epochs})})
+    model_dir = train_model(
+        cfg, sidmap, catalog, rows["train"], rows["select"], _run_dir(cfg, "model_candidate"), init_from=warm
+    )
+    if not distributed.context().is_main:  # under torchrun, rank 0 publishes
+        return {"rank": distributed.context().rank}
     ranker = None
     if cfg.serving.ranker:
         ranker = learn_served_ranker(
@@ -208,8 +278,20 @@ def train(
         "examples_version": examples_version,
         "best_select_hr10": info.get("best_valid"),
         "train_seconds": info.get("train_seconds"),
+        "warm_start": warm is not None,
         "ranker_cross_validated": ranker,
     }
+
+
+def _warm_start(cfg: Config, store: ArtifactStore, sidmap: SidMap) -> Path | None:
+    """The production model's directory when training may continue from it: train.warm_start, and its SID map of
+    the same lineage as the new one (a refresh keeps every code it learnt). Else None: train from the base LLM."""
+    production = store.latest_version("model")
+    if not cfg.train.warm_start or production is None:
+        return None
+    folder = store.fetch("model", production)
+    trained_on = json.loads((folder / MODEL_INFO_FILE).read_text()).get("sid_version", "")
+    return folder if lineage(trained_on) == sidmap.lineage else None
 
 
 def learn_served_ranker(
@@ -331,29 +413,91 @@ def active_users(config_path: str | None = None, overrides: dict | None = None, 
     return {"users": int(len(_users(cfg, events)))}
 
 
-def think_ahead(
+def _evidence(store: ArtifactStore, curated_version: str, rows: pd.DataFrame, sidmap: SidMap) -> Evidence:
+    catalog, _ = _curated(store, curated_version)
+    return Evidence.from_data(catalog, rows, sid_codes(sidmap))
+
+
+def train_reasoner(
     config_path: str | None = None,
     overrides: dict | None = None,
     model_version: str = "",
+    examples_version: str = "",
+    curated_version: str = "",
+) -> dict:
+    """The reasoning model of a promoted model: grounded rationales for a sample of the examples' train rows
+    (their coverage and samples in the log), then reasoning fine-tuning from the promoted model, published as a
+    'reasoning_model' version. A reasoning model already trained from this model version is reused."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    for version in reversed(store.list_versions("reasoning_model")):
+        meta = store.read_manifest("reasoning_model", version)["metadata"]
+        if meta.get("base_model_version") == model_version:
+            return {"reasoning_version": version, "reused": True, "coverage": meta.get("coverage")}
+    production = _load(cfg, store.fetch("model", model_version), model_version)
+    train_rows = _examples(store, examples_version)["train"]
+    sample = train_rows.sample(n=min(len(train_rows), cfg.reasoning.rationale_examples), random_state=cfg.train.seed)
+    frame = build_rationales(sample, _evidence(store, curated_version, train_rows, production.sidmap))
+    cov = coverage(frame)
+    log.info("rationales: coverage %.1f%% of %d; by kind %s", 100 * cov["coverage"], cov["rationales"], cov["by_kind"])
+    for text in cov["samples"]:
+        log.info("rationale sample: %s", text)
+    reasoning_cfg = cfg.model_copy(
+        update={"train": cfg.train.model_copy(update={"epochs": cfg.reasoning.epochs, "warmup_epochs": 0.0})}
+    )
+    folder = train_reasoning(production, frame, reasoning_cfg, _fresh(_run_dir(cfg, "reasoning_model")))
+    version = store.publish("reasoning_model", folder, metadata={"base_model_version": model_version, "coverage": cov})
+    return {"reasoning_version": version, "reused": False, "coverage": cov}
+
+
+def gate_reasoner(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    reasoning_version: str = "",
+    model_version: str = "",
+    examples_version: str = "",
+) -> dict:
+    """Think-ahead prefixes of the reasoning model + completion by the served model vs the served model's full
+    decoding, on the examples' gate rows (reasoning.gate: the HR@10 loss must stay within reasoning.max_hr10_loss)."""
+    cfg = _cfg(config_path, overrides)
+    store = _store(cfg)
+    holdout = _examples(store, examples_version)["gate"]
+    if len(holdout) > cfg.reasoning.gate_examples:
+        holdout = holdout.sample(n=cfg.reasoning.gate_examples, random_state=0)
+    served = _load(cfg, store.fetch("model", model_version), model_version, ranker=cfg.serving.ranker)
+    reasoner = _load(cfg, store.fetch("reasoning_model", reasoning_version), reasoning_version)
+    return {"reasoning_version": reasoning_version, **reasoning_gate(served, reasoner, holdout, cfg.reasoning)}
+
+
+def think_ahead(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    reasoning_version: str = "",
     curated_version: str = "",
     shard: int = 0,
     n_shards: int = 1,
+    examples_version: str | None = None,
 ) -> dict:
-    """Offline reasoning for one shard of the active users with this model version; the shard's prefixes are
-    published as a 'prefix_shards' version for publish_prefixes to collect."""
+    """Offline reasoning with this reasoning model for one shard of the active users (with grounded explanations
+    when the examples are given); the shard's prefixes are published as a 'prefix_shards' version."""
     cfg = _cfg(config_path, overrides)
     store = _store(cfg)
     _, events = _curated(store, curated_version)
     users = shard_users(_users(cfg, events), shard, n_shards)
-    recommender = _load(cfg, store.fetch("model", model_version), model_version)
-    frame = think_ahead_users(recommender, users, cfg.reasoning, seed=cfg.train.seed + shard)
+    reasoner = _load(cfg, store.fetch("reasoning_model", reasoning_version), reasoning_version)
+    evidence = None
+    if examples_version:
+        rows = _examples(store, examples_version)
+        evidence = _evidence(store, curated_version, pd.concat(list(rows.values()), ignore_index=True), reasoner.sidmap)
+        evidence.leave_one_out = False  # explanations of live histories: every counted purchase is someone else's
+    frame = think_ahead_users(reasoner, users, cfg.reasoning, seed=cfg.train.seed + shard, evidence=evidence)
     folder = _fresh(_run_dir(cfg, f"prefix_shard_{shard:03d}"))
     write_prefixes(frame, folder, shard, n_shards)
     version = store.publish(
         "prefix_shards",
         folder,
-        version=f"{model_version}.{shard:03d}-of-{n_shards:03d}",
-        metadata={"model_version": model_version, "users": int(len(frame))},
+        version=f"{reasoning_version}.{shard:03d}-of-{n_shards:03d}",
+        metadata={"reasoning_version": reasoning_version, "users": int(len(frame))},
     )
     return {"shard": shard, "n_shards": n_shards, "shard_version": version, "users": int(len(frame))}
 
@@ -362,7 +506,7 @@ def publish_prefixes(
     config_path: str | None = None,
     overrides: dict | None = None,
     shard_versions: list[str] | None = None,
-    model_version: str = "",
+    reasoning_version: str = "",
     curated_version: str = "",
     sid_version: str = "",
 ) -> dict:
@@ -376,6 +520,20 @@ def publish_prefixes(
             shutil.copyfile(path, staging / path.name)
     if not any(staging.iterdir()):
         raise ValueError("no prefix shard to publish")
-    version = store.publish("prefixes", staging, metadata={"model_version": model_version, "shards": shard_versions})
+    metadata = {"reasoning_version": reasoning_version, "shards": shard_versions}
+    version = store.publish("prefixes", staging, metadata=metadata)
     online = features_materialize(config_path, overrides, curated_version, sid_version, version)
     return {"prefixes_version": version, "users_with_prefixes": online["users_with_prefixes"]}
+
+
+def clear_prefixes(
+    config_path: str | None = None,
+    overrides: dict | None = None,
+    curated_version: str = "",
+    sid_version: str = "",
+    reason: str = "",
+) -> dict:
+    """No prefixes online (the reasoning gate refused them): serving decodes fully; the reason is logged."""
+    log.warning("think-ahead prefixes withdrawn, serving decodes fully: %s", reason)
+    online = features_materialize(config_path, overrides, curated_version, sid_version, None)
+    return {"prefixes_version": None, "users_with_prefixes": online["users_with_prefixes"], "reason": reason}

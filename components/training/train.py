@@ -25,7 +25,7 @@ import torch
 from components.config import Config, TrainConfig
 from components.logs import progress
 from components.metrics import hit_rate_ndcg
-from components.runtime.backbone import decoder_and_head, load_backbone, token_logits
+from components.runtime.backbone import decoder_and_head, load_backbone, neutral_generation_config, token_logits
 from components.runtime.language import sid_token_ids
 from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, TITLES_FILE, Recommender
 from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
@@ -378,22 +378,33 @@ def train_model(
     train_examples: pd.DataFrame,
     select_examples: pd.DataFrame | None,
     out_dir: Path,
+    init_from: Path | None = None,
 ) -> Path:
     """Backbone + SID vocabulary + task mix -> a trained model directory (runtime.recommender's layout).
 
     `select_examples` (rows the model does not train on) pick the best epoch by HR@10 on a sample of
     eval.max_examples of them, decoded as served (runtime.Recommender); they must not be the rows a promotion
-    gate later scores the model on. The directory is written whole (a staging directory renamed into place).
+    gate later scores the model on. `init_from`: a trained model directory of the same SID lineage to continue
+    from (a warm start: its SID tokens, softmax kind and weights are kept; no token warm-up). The directory is
+    written whole (a staging directory renamed into place).
     """
     out_dir = Path(out_dir)
-    model, tokenizer = load_backbone(cfg.model)
-    new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
+    if init_from is not None:
+        model, tokenizer = load_trained(Path(init_from))
+        new_ids = None  # the SID rows are trained already
+        cfg = cfg.model_copy(
+            update={"train": cfg.train.model_copy(update={"sid_softmax": bool(model.config.sid_level_softmax)})}
+        )
+    else:
+        model, tokenizer = load_backbone(cfg.model)
+        new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
+        model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
     sid_table = sid_token_ids(tokenizer, sidmap) if cfg.train.sid_softmax else None
-    model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)
-    if cfg.train.lora:
-        model = with_lora(model, cfg.train.lora_rank, new_ids)
+    if cfg.train.lora:  # adapters + the SID rows (all of them when warm-starting: they keep learning)
+        rows = new_ids or [int(i) for i in sid_token_ids(tokenizer, sidmap).flatten() if i >= 0]
+        model = with_lora(model, cfg.train.lora_rank, rows)
     valid_fn = None
     if select_examples is not None and len(select_examples):
         sample = select_examples.sample(
@@ -431,6 +442,7 @@ def train_model(
         "backbone": cfg.model.backbone,
         "model": cfg.model.model_dump(),
         "sid_version": sidmap.version,
+        "warm_start_from": str(init_from) if init_from is not None else None,
         "examples": len(texts),
         "train": cfg.train.model_dump(),
         **{k: v for k, v in stats.items() if k != "history"},
@@ -445,6 +457,17 @@ def train_model(
     tmp.rename(out_dir)
     distributed.barrier()
     return out_dir
+
+
+def load_trained(model_dir: Path):
+    """(model, tokenizer) of a trained model directory, in float32 on the CPU, ready to train further."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    neutral_generation_config(model)
+    return model, tokenizer
 
 
 def with_lora(model, rank: int, new_token_ids: list[int]):

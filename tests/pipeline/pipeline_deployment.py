@@ -32,3 +32,54 @@ def write_tiny_deployment(root: Path, seed: int, max_steps: int, eval_examples: 
     }
     (root / "deploy.yaml").write_text(yaml.safe_dump(config))
     return root / "deploy.yaml"
+
+
+def change_catalog(root: Path, new_items: int = 0, retire: int = 0, new_line: int = 0, seed: int = 0) -> dict:
+    """Change the raw files as a catalog feed would between two runs; returns the ids touched.
+
+    new_items: copies of existing items under new ids (the same product, a new listing), each bought once by
+    some user after an item of the same family; retire: the first items leave the catalog (their events stay);
+    new_line: a new product line (a brand and vocabulary the catalog never had), bought by many users."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    catalog = pd.read_json(root / "raw" / "catalog.jsonl.gz", lines=True, dtype={"item_id": str})
+    events = pd.read_csv(root / "raw" / "events.csv.gz", dtype={"item_id": str, "user_id": str})
+    events["event_timestamp"] = pd.to_datetime(events["event_timestamp"], utc=True, format="mixed")
+    catalog["updated_at"] = pd.to_datetime(catalog["updated_at"], utc=True, format="mixed")
+    later = events["event_timestamp"].max()
+    added, new_events = [], []
+    sources = catalog.sample(n=new_items, random_state=seed) if new_items else catalog.iloc[:0]
+    for n, row in enumerate(sources.itertuples(index=False)):
+        item = f"new{seed}_{n}"
+        added.append({**row._asdict(), "item_id": item, "title": f"{row.title} (relisted)"})
+        buyers = events[events.item_id == str(row.item_id)].user_id.unique()[:3]
+        new_events += [(u, item, later + pd.Timedelta(hours=k + 1)) for k, u in enumerate(buyers)]
+    line = [f"line{seed}_{n}" for n in range(new_line)]
+    users = events.user_id.unique()
+    for n, item in enumerate(line):
+        added.append(
+            {
+                "item_id": item,
+                "title": f"Zephyr quantum photonic laser module mark {n}",
+                "description": f"A quantum photonic laser module, series {n}, for optical benches.",
+                "brand": "Zephyr",
+                "categories": "Optics|Laser",
+                "updated_at": later,
+            }
+        )
+    for u in rng.choice(users, size=min(len(users), 40), replace=False):
+        picks = rng.choice(line, size=min(3, len(line)), replace=False) if line else []
+        new_events += [(u, item, later + pd.Timedelta(days=1, hours=k)) for k, item in enumerate(picks)]
+    retired = catalog.item_id.astype(str).head(retire).tolist()
+    catalog = pd.concat([catalog[~catalog.item_id.astype(str).isin(retired)], pd.DataFrame(added)], ignore_index=True)
+    extra = pd.DataFrame(new_events, columns=["user_id", "item_id", "event_timestamp"]).assign(event_type="purchase")
+    events = pd.concat([events, extra], ignore_index=True)
+    write_table(catalog, root / "raw" / "catalog.jsonl.gz")
+    write_table(events, root / "raw" / "events.csv.gz")
+    return {
+        "new": [a["item_id"] for a in added if not a["item_id"].startswith("line")],
+        "line": line,
+        "retired": retired,
+    }

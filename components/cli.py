@@ -55,8 +55,14 @@ for _name, (_module, _help) in GROUPS.items():
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show the traceback of expected errors too.")) -> None:
     """LLM generative recommender with Semantic IDs."""
+    import logging
+
+    from components.logs import quiet_third_party
+
     if debug:
         os.environ["SIDREC_DEBUG"] = "1"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_third_party()
 
 
 @app.command()

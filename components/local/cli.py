@@ -146,6 +146,7 @@ def triton(
         None, help="gRPC port (default: serving.triton_url's); HTTP = port - 1, metrics = port + 1."
     ),
     cpu_fallback: bool = typer.Option(False, help="Run a KIND_GPU repository on the CPU when this host has no GPU."),
+    poll_s: int = typer.Option(5, help="Poll the repository this often: a newly exported version goes live."),
     config: Path | None = typer.Option(None, help="Deployment YAML (default: configs/local.yaml)."),
 ) -> None:
     """Start tritonserver on 127.0.0.1 in the foreground (Ctrl-C stops it by PID). The ports are stable, so a
@@ -159,7 +160,11 @@ def triton(
         repository = cfg.path(repository)
     grpc = port or int(cfg.serving.triton_url.rsplit(":", 1)[1])
     with start_triton(
-        repository, Path(cfg.path(cfg.run_root)) / "triton", ports=(grpc - 1, grpc, grpc + 1), cpu_fallback=cpu_fallback
+        repository,
+        Path(cfg.path(cfg.run_root)) / "triton",
+        ports=(grpc - 1, grpc, grpc + 1),
+        cpu_fallback=cpu_fallback,
+        poll_s=poll_s,
     ) as server:
         typer.echo(f"triton ready: http={server.http_url} grpc={server.grpc_url} pid={server.pid}")
         try:

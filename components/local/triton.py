@@ -129,15 +129,19 @@ def start_triton(
     extra_env: dict[str, str] | None = None,
     ports: tuple[int, int, int] | None = None,
     cpu_fallback: bool = False,
+    poll_s: int | None = None,
 ) -> TritonServer:
     """Start tritonserver on 127.0.0.1 (http, grpc, metrics `ports`, or free ones) and wait until
     /v2/health/ready (models loaded).
 
     For an S3 repository pass s3_repository_url(...) and the credentials in `extra_env` (AWS_ACCESS_KEY_ID,
-    AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION); Triton copies the model into workdir/s3_mount.
+    AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION); Triton copies the model into workdir/s3_mount. With `poll_s`,
+    Triton polls the repository that often and loads the version a new config.pbtxt pins without a restart.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if poll_s:
+        extra_args = [*(extra_args or []), "--model-control-mode=poll", f"--repository-poll-secs={poll_s}"]
     if not str(model_repository).startswith("s3://"):
         wanted_gpu = gpu_models(Path(model_repository))
         if wanted_gpu and not _has_gpu():

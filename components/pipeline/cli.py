@@ -132,12 +132,25 @@ def export(config: str = ConfigOpt, model_version: str = typer.Option(None, help
 def think_ahead(
     config: str = ConfigOpt,
     model_version: str = typer.Option(None, help="Default: latest."),
+    examples_version: str = typer.Option(None, help="Default: latest."),
     curated_version: str = typer.Option(None, help="Default: latest."),
     sid_version: str = typer.Option(None, help="Default: latest."),
     shards: int = typer.Option(1, help="Shards to split the users into (run one after the other here)."),
 ) -> None:
-    """Offline think-ahead for every active user with a promoted model, then publish and load the prefixes."""
+    """The reasoning model of a promoted model (trained once), its gate against full decoding, then think-ahead
+    for every active user and the prefixes published, or withdrawn when the gate refuses them."""
     model = _version(config, "model", model_version)
+    examples = _version(config, "examples", examples_version)
     curated = _version(config, "curated", curated_version)
-    done = [steps.think_ahead(config, None, model, curated, shard, shards)["shard_version"] for shard in range(shards)]
-    _echo(steps.publish_prefixes(config, None, done, model, curated, _version(config, "sid_map", sid_version)))
+    sids = _version(config, "sid_map", sid_version)
+    reasoner = steps.train_reasoner(config, None, model, examples, curated)["reasoning_version"]
+    gate = steps.gate_reasoner(config, None, reasoner, model, examples)
+    typer.echo(json.dumps({k: v for k, v in gate.items() if k != "reasoning_version"}, indent=2, default=str))
+    if not gate["passed"]:
+        _echo(steps.clear_prefixes(config, None, curated, sids, gate["reason"]))
+        return
+    done = [
+        steps.think_ahead(config, None, reasoner, curated, shard, shards, examples)["shard_version"]
+        for shard in range(shards)
+    ]
+    _echo(steps.publish_prefixes(config, None, done, reasoner, curated, sids))

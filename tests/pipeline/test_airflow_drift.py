@@ -77,6 +77,7 @@ def _train_and_serve(client: la.AirflowClient, refresh: dict) -> tuple[dict, dic
     return gate, reasoning
 
 
+@pytest.mark.timeout(3000)  # ~10 min on an idle 2-core machine; the suite's 900 s default is too short for three days
 def test_three_days_of_catalog_drift(tmp_path):
     deploy = write_tiny_deployment(tmp_path, seed=21, max_steps=60, eval_examples=30)
     config = yaml.safe_load(deploy.read_text())

@@ -74,6 +74,7 @@ def _dags_test(dag_id: str, root: Path) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 def test_pipeline_runs_end_to_end_with_dag_test(airflow_env):
     from components.pipeline import steps
     from components.store.artifacts import ArtifactStore

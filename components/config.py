@@ -204,6 +204,16 @@ class ServingConfig(_Section):
     ranker: bool = False
 
 
+class ScheduleConfig(_Section):
+    """When the DAGs run on their own, besides their asset triggers: a cron expression or preset, or None (only
+    when triggered, or by the assets). Why configurable: a test or a staging deployment wants no run to start
+    the moment a DAG is unpaused; production wants the periodic fine-tune even when the SID map is unchanged."""
+
+    features: str | None = "@hourly"  # ingest + materialize
+    training: str | None = "0 3 * * 0"  # weekly fine-tune (also on every new SID map)
+    reasoning: str | None = "0 2 * * *"  # daily think-ahead (also on every new model)
+
+
 class Config(_Section):
     """A whole deployment."""
 
@@ -218,6 +228,7 @@ class Config(_Section):
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    schedules: ScheduleConfig = Field(default_factory=ScheduleConfig)
     # settings of `sidrec benchmark` (experiments/benchmark.py validates them); the product never reads them
     benchmark: dict = Field(default_factory=dict)
 

@@ -23,6 +23,20 @@ def config_path() -> str | None:
     return os.environ.get("SIDREC_CONFIG") or None
 
 
+def schedule(dag: str, assets: list[Asset] | None = None):
+    """The DAG's schedule from the deployment's `schedules` section: its cron (or preset), its assets, or both
+    (whichever comes first); None when neither (manual runs only). Read when the DAG file is parsed."""
+    from airflow.timetables.assets import AssetOrTimeSchedule
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    from components.config import load_config
+
+    cron = getattr(load_config(config_path()).schedules, dag)
+    if cron and assets:
+        return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=assets)
+    return cron or assets or None
+
+
 def record_failure(context) -> None:
     """on_failure_callback: log and write a JSON failure record next to the run outputs for ops."""
     ti = context.get("task_instance")

@@ -14,12 +14,12 @@ import sys
 from airflow.sdk import dag, task
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared wiring beside the DAG files
-from sidrec_common import CATALOG, DEFAULT_ARGS, EVENTS, START, config_path, log_metrics  # noqa: E402
+from sidrec_common import CATALOG, DEFAULT_ARGS, EVENTS, START, config_path, log_metrics, schedule  # noqa: E402
 
 
 @dag(
     dag_id="sidrec_features",
-    schedule="@hourly",
+    schedule=schedule("features"),
     start_date=START,
     catchup=False,
     max_active_runs=1,

@@ -16,16 +16,14 @@ import os
 import sys
 
 from airflow.sdk import dag, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared wiring beside the DAG files
-from sidrec_common import DEFAULT_ARGS, MODEL, START, config_path, log_metrics, upstream_versions  # noqa: E402
+from sidrec_common import DEFAULT_ARGS, MODEL, START, config_path, log_metrics, schedule, upstream_versions  # noqa: E402
 
 
 @dag(
     dag_id="sidrec_reasoning",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC"), assets=[MODEL]),
+    schedule=schedule("reasoning", [MODEL]),
     start_date=START,
     catchup=False,
     max_active_runs=1,

@@ -14,8 +14,6 @@ import os
 import sys
 
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared wiring beside the DAG files
 from sidrec_common import (  # noqa: E402
@@ -25,13 +23,14 @@ from sidrec_common import (  # noqa: E402
     START,
     config_path,
     log_metrics,
+    schedule,
     upstream_versions,
 )
 
 
 @dag(
     dag_id="sidrec_training",
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * 0", timezone="UTC"), assets=[SID_MAP]),
+    schedule=schedule("training", [SID_MAP]),
     start_date=START,
     catchup=False,
     max_active_runs=1,

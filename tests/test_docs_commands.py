@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
 import pytest
 import typer
 
@@ -28,21 +27,29 @@ def _commands(path: Path) -> list[str]:
     out = []
     for candidate in [*spans, *blocks]:
         command = candidate.split("#")[0].strip()
+        if re.match(r"sidrec [\w-]+: ", command):  # a quoted task-log line (`sidrec gate: {...}`)
+            continue
         if command.startswith("sidrec ") or command.startswith("python -m experiments."):
             out.append(command)
     return sorted(set(out))
 
 
-def _resolve(words: list[str]) -> tuple[click.Command, list[str]]:
+def _is_group(command: object) -> bool:
+    """Duck-typed: typer >= 0.29 vendors its own click, so isinstance(click.Group) no longer holds."""
+    return hasattr(command, "list_commands") and hasattr(command, "get_command")
+
+
+def _resolve(words: list[str]) -> tuple[object, list[str]]:
     """The click command a word list names (descending through groups), and the words after it."""
-    command: click.Command = typer.main.get_command(app)
+    command = typer.main.get_command(app)
     rest = list(words)
-    while isinstance(command, click.Group) and rest and rest[0] in command.list_commands(None):  # type: ignore[arg-type]
+    while _is_group(command) and rest and rest[0] in command.list_commands(None):  # type: ignore[arg-type]
         command = command.get_command(None, rest.pop(0))  # type: ignore[arg-type]
     return command, rest
 
 
-CASES = [(path.name, command) for path in DOCS for command in _commands(path)]
+# docs/cli.md is generated from the CLI itself (checked by test_cli_reference_is_current); its headings name groups
+CASES = [(path.name, command) for path in DOCS if path.name != "cli.md" for command in _commands(path)]
 
 
 def test_the_docs_show_commands():
@@ -57,7 +64,7 @@ def test_a_documented_command_exists_with_its_options(doc, command):
         assert proc.returncode == 0, f"{doc}: {command}: {proc.stderr[-500:]}"
         return
     cmd, rest = _resolve(words[1:])
-    assert not isinstance(cmd, click.Group), f"{doc}: `{command}` names a group, not a command"
+    assert not _is_group(cmd), f"{doc}: `{command}` names a group, not a command"
     options = {opt for param in cmd.params for opt in param.opts + param.secondary_opts}
     for word in rest:
         if word.startswith("-"):

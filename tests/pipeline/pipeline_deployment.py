@@ -27,8 +27,20 @@ def write_tiny_deployment(root: Path, seed: int, max_steps: int, eval_examples: 
         "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
         "train": {"batch_size": 16, "lr": 0.01, "max_steps": max_steps, "torch_threads": 1},
         "eval": {"max_examples": eval_examples},
-        "reasoning": {"paths_per_user": 1, "prefixes_per_path": 3, "max_rationale_tokens": 4, "shards": 2},
+        "reasoning": {
+            "paths_per_user": 1,
+            "prefixes_per_path": 3,
+            "max_rationale_tokens": 4,
+            "shards": 2,
+            # a 150-step model on 60 users: the gate's numbers are noise, so the tests let prefixes through
+            # (the gate's refusal path is tested step-level in tests/pipeline/test_pipeline_loop.py)
+            "max_hr10_loss": 1.0,
+            "rationale_examples": 200,
+            "gate_examples": 30,
+        },
         "serving": {"beam_size": 10, "model_repository": str(root / "triton_repo"), "ranker": True, "kind": "cpu"},
+        # no timed runs: a test triggers the first DAG itself, the rest follow by their assets
+        "schedules": {"features": None, "training": None, "reasoning": None},
     }
     (root / "deploy.yaml").write_text(yaml.safe_dump(config))
     return root / "deploy.yaml"

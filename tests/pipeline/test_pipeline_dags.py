@@ -27,7 +27,6 @@ def airflow_env(tmp_path_factory):
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "SIDREC_CONFIG": str(deploy),
-        "SIDREC_REASONING_SHARDS": "2",
     }
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -66,7 +65,7 @@ def _dags_test(dag_id: str, root: Path) -> str:
         capture_output=True,
         text=True,
         env={**os.environ},
-        timeout=600,
+        timeout=1800,  # a DAG takes ~2-4 min on an idle 2-core machine; far longer on a loaded one
     )
     (root / f"{dag_id}.log").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -74,7 +73,7 @@ def _dags_test(dag_id: str, root: Path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)
+@pytest.mark.timeout(5400)
 def test_pipeline_runs_end_to_end_with_dag_test(airflow_env):
     from components.pipeline import steps
     from components.store.artifacts import ArtifactStore

@@ -101,7 +101,7 @@ def test_cli_build_publish_then_refresh_latest(tmp_path):
     )
     assert drifted.exit_code == 0, drifted.output
     decision = json.loads(drifted.stdout)
-    assert decision["rebuild"] is True and any("new item share" in r for r in decision["reasons"])
+    assert decision["rebuild"] is True and any("item share" in r for r in decision["reasons"])
     assert decision["rebuilt"]["items"] == 300 and decision["rebuilt"]["collisions_after_resolution"] == 0
 
 

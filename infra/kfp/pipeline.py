@@ -12,7 +12,6 @@ Compile:  python infra/kfp/pipeline.py infra/kfp/sidrec_pipeline.yaml
 
 # No `from __future__ import annotations`: KFP reads the real parameter types.
 import sys
-from typing import NamedTuple
 
 from kfp import compiler, dsl
 
@@ -92,35 +91,44 @@ def train(config_path: str, examples: str) -> str:
 
 
 @dsl.component(base_image=IMAGE)
-def evaluate_and_gate(config_path: str, trained: str, promote_anyway: bool) -> NamedTuple(
-    "GateOutputs", [("result", str), ("promoted", bool)]
-):
-    """The gate against production and the baselines; promote_anyway is the logged ops override."""
+def evaluate_and_gate(config_path: str, trained: str) -> str:
+    """The gate against production and the baselines; a candidate that passes is promoted here."""
     import json
-    from collections import namedtuple
 
     from components.pipeline import steps
 
     v = json.loads(trained)
     gate = steps.evaluate_and_gate(config_path, None, v["candidate_version"], v["examples_version"])
-    if not gate["promoted"] and promote_anyway:
-        gate["model_version"] = steps.promote(config_path, None, v["candidate_version"], "kfp promote_anyway")[
-            "model_version"
-        ]
     keep = {k: v[k] for k in ("sid_version", "curated_version")}
-    result = {**keep, **{k: x for k, x in gate.items() if k != "scores"}}
-    return namedtuple("GateOutputs", ["result", "promoted"])(json.dumps(result, default=str), "model_version" in gate)
+    return json.dumps({**keep, **{k: x for k, x in gate.items() if k != "scores"}}, default=str)
+
+
+@dsl.component(base_image=IMAGE)
+def promoted(gate: str, promote_anyway: bool) -> bool:
+    """Whether to export: the gate promoted the candidate, or ops override a refusal (promote_anyway), as the
+    Airflow DAG's `promoted` does.
+
+    A component with a single output, not a NamedTuple field of evaluate_and_gate, because kfp.local 2.17.3
+    resolves a dsl.If condition only on a task's `Output`: on a named output it logs "Could not resolve parent
+    input" and skips the whole branch while the run still reports SUCCESS."""
+    import json
+
+    return bool(json.loads(gate)["promoted"]) or promote_anyway
 
 
 @dsl.component(base_image=IMAGE)
 def export(config_path: str, gate: str) -> str:
-    """Export the promoted version to the Triton model repository (checked before it is served)."""
+    """Export the promoted version to the Triton model repository (checked before it is served); a candidate the
+    gate refused is promoted first, logged as the ops override (only reached through promote_anyway)."""
     import json
 
     from components.pipeline import steps
 
     v = json.loads(gate)
-    return json.dumps({**v, **steps.export(config_path, None, v["model_version"])}, default=str)
+    model_version = v.get("model_version")
+    if not model_version:
+        model_version = steps.promote(config_path, None, v["candidate_version"], "kfp promote_anyway")["model_version"]
+    return json.dumps({**v, **steps.export(config_path, None, model_version), "model_version": model_version})
 
 
 @dsl.component(base_image=IMAGE)
@@ -179,9 +187,10 @@ def sidrec_pipeline(config_path: str = CONFIG, promote_anyway: bool = False) -> 
     features_materialize(config_path=config_path, sids=sids.output)
     examples = build_examples(config_path=config_path, sids=sids.output)
     trained = train(config_path=config_path, examples=examples.output)
-    gated = evaluate_and_gate(config_path=config_path, trained=trained.output, promote_anyway=promote_anyway)
-    with dsl.If(gated.outputs["promoted"] == True):  # noqa: E712 - a KFP condition, not a Python comparison
-        exported = export(config_path=config_path, gate=gated.outputs["result"])
+    gated = evaluate_and_gate(config_path=config_path, trained=trained.output)
+    decision = promoted(gate=gated.output, promote_anyway=promote_anyway)
+    with dsl.If(decision.output == True):  # noqa: E712 - a KFP condition, not a Python comparison
+        exported = export(config_path=config_path, gate=gated.output)
         plan = plan_shards(config_path=config_path, exported=exported.output)
         with dsl.ParallelFor(items=plan.output, parallelism=4) as job:
             shard = think_ahead(config_path=config_path, job=job)

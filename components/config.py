@@ -120,6 +120,7 @@ class TrainConfig(_Section):
     torch_threads: int = 0
     # where training (and the evaluation of its models) runs: "cpu", "cuda", "cuda:N" or "auto" (cuda if present)
     device: str = "cpu"
+    sharding: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) weights + optimizer
 
 
 class EvalConfig(_Section):

@@ -131,6 +131,7 @@ class TrainConfig(_Section):
     # after a rebuild (new codes) it trains from the base LLM for `epochs`
     warm_start: bool = True
     warm_start_epochs: float = Field(1.0, gt=0)
+    sharding: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) weights + optimizer
 
 
 class EvalConfig(_Section):

@@ -59,6 +59,8 @@ def _cfg(config_path: str | None, overrides: dict | None) -> Config:
     pod's scratch space is: nothing a step writes locally survives for the next one, so hand-offs must go through
     the artifact store)."""
     cfg = load_config(config_path, overrides)
+    if cfg.store.s3_endpoint_url:  # S3 clients made without the config (serving.export's repository) use it too
+        os.environ.setdefault("AWS_ENDPOINT_URL", cfg.store.s3_endpoint_url)
     if os.environ.get(SCRATCH_ENV):
         Path(os.environ[SCRATCH_ENV]).mkdir(parents=True, exist_ok=True)
         cfg = cfg.model_copy(update={"run_root": tempfile.mkdtemp(prefix="task-", dir=os.environ[SCRATCH_ENV])})

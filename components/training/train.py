@@ -239,7 +239,12 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
 
     loss_module = CompletionLoss(model, sid_table)
     ddp = loss_module
-    if ctx.distributed:
+    sharded = ctx.distributed and cfg.sharding == "fsdp"
+    if sharded:  # -- train.sharding: fsdp (FSDP2, training.distributed.shard) ---------------------------------
+        distributed.check_fsdp(cfg.lora, warmup_steps, cfg.checkpoint_every)
+        ddp = distributed.shard(loss_module, model)
+        trained = [p for name, p in model.named_parameters() if name in trainable]  # now the sharded parameters
+    elif ctx.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [device.index] if device.type == "cuda" else None
@@ -320,7 +325,8 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
             end_of_epoch = step % steps_per_epoch == 0 or step == stop_steps
             if valid_fn is not None and end_of_epoch:
                 model.eval()
-                score = distributed.from_main(float(valid_fn(model)) if ctx.is_main else None)
+                with distributed.gathered(ddp) if sharded else contextlib.nullcontext():  # fsdp: every rank decodes
+                    score = distributed.from_main(float(valid_fn(model)) if ctx.is_main or sharded else None)
                 model.train()
                 history.append({"step": step, "valid": score})
                 log.info("step %d valid %.4f", step, score)
@@ -363,6 +369,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
         "steps_per_epoch": steps_per_epoch,
         "tokens_per_second": round(distributed.all_sum([tokens], device)[0] / max(seconds, 1e-9), 1),
         "world_size": ctx.world_size,
+        "parameters_per_rank": distributed.local_parameters(model),  # fsdp: about 1/world_size of the model
     }
 
 
@@ -424,6 +431,9 @@ def train_model(
     stats = train_causal_lm(
         model, tokenizer, texts, cfg.train, out_dir / "work", valid_fn, new_ids, cfg.model.max_length, sid_table
     )
+    full_state = None
+    if cfg.train.sharding == "fsdp" and distributed.context().distributed:  # every rank sends rank 0 its shards
+        full_state = distributed.full_state_dict(model)
     if not distributed.context().is_main:  # rank 0 writes the model; the others wait for it
         distributed.barrier()
         return out_dir
@@ -431,7 +441,7 @@ def train_model(
         model = model.merge_and_unload()
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=full_state)  # full_state: the gathered fsdp weights, else None
     tokenizer.save_pretrained(tmp)
     sidmap.save(tmp / SID_MAP_DIR)
     # the chain a served hybrid blends with, fit on exactly these training examples (runtime.transitions)

@@ -12,7 +12,6 @@ Compile:  python infra/kfp/pipeline.py infra/kfp/sidrec_pipeline.yaml
 
 # No `from __future__ import annotations`: KFP reads the real parameter types.
 import sys
-from typing import NamedTuple
 
 from kfp import compiler, dsl
 
@@ -28,9 +27,12 @@ STEPS = {
     "train": "train",
     "evaluate-and-gate": "evaluate_and_gate",
     "export": "export",
+    "train-reasoner": "train_reasoner",
+    "gate-reasoner": "gate_reasoner",
     "plan-shards": "active_users",
     "think-ahead": "think_ahead",
     "publish-prefixes": "publish_prefixes",
+    "clear-prefixes": "clear_prefixes",
 }
 
 
@@ -92,48 +94,91 @@ def train(config_path: str, examples: str) -> str:
 
 
 @dsl.component(base_image=IMAGE)
-def evaluate_and_gate(config_path: str, trained: str, promote_anyway: bool) -> NamedTuple(
-    "GateOutputs", [("result", str), ("promoted", bool)]
-):
-    """The gate against production and the baselines; promote_anyway is the logged ops override."""
+def evaluate_and_gate(config_path: str, trained: str) -> str:
+    """The gate against production and the baselines; a candidate that passes is promoted here."""
     import json
-    from collections import namedtuple
 
     from components.pipeline import steps
 
     v = json.loads(trained)
     gate = steps.evaluate_and_gate(config_path, None, v["candidate_version"], v["examples_version"])
-    if not gate["promoted"] and promote_anyway:
-        gate["model_version"] = steps.promote(config_path, None, v["candidate_version"], "kfp promote_anyway")[
-            "model_version"
-        ]
-    keep = {k: v[k] for k in ("sid_version", "curated_version")}
-    result = {**keep, **{k: x for k, x in gate.items() if k != "scores"}}
-    return namedtuple("GateOutputs", ["result", "promoted"])(json.dumps(result, default=str), "model_version" in gate)
+    keep = {k: v[k] for k in ("sid_version", "curated_version", "examples_version")}
+    return json.dumps({**keep, **{k: x for k, x in gate.items() if k != "scores"}}, default=str)
+
+
+@dsl.component(base_image=IMAGE)
+def promoted(gate: str, promote_anyway: bool) -> bool:
+    """Whether to export: the gate promoted the candidate, or ops override a refusal (promote_anyway), as the
+    Airflow DAG's `promoted` does.
+
+    A component with a single output, not a NamedTuple field of evaluate_and_gate, because kfp.local 2.17.3
+    resolves a dsl.If condition only on a task's `Output`: on a named output it logs "Could not resolve parent
+    input" and skips the whole branch while the run still reports SUCCESS."""
+    import json
+
+    return bool(json.loads(gate)["promoted"]) or promote_anyway
 
 
 @dsl.component(base_image=IMAGE)
 def export(config_path: str, gate: str) -> str:
-    """Export the promoted version to the Triton model repository (checked before it is served)."""
+    """Export the promoted version to the Triton model repository (checked before it is served); a candidate the
+    gate refused is promoted first, logged as the ops override (only reached through promote_anyway)."""
     import json
 
     from components.pipeline import steps
 
     v = json.loads(gate)
-    return json.dumps({**v, **steps.export(config_path, None, v["model_version"])}, default=str)
+    model_version = v.get("model_version")
+    if not model_version:
+        model_version = steps.promote(config_path, None, v["candidate_version"], "kfp promote_anyway")["model_version"]
+    return json.dumps({**v, **steps.export(config_path, None, model_version), "model_version": model_version})
 
 
 @dsl.component(base_image=IMAGE)
-def plan_shards(config_path: str, exported: str) -> list:
+def train_reasoner(config_path: str, exported: str) -> str:
+    """Grounded rationales for training rows, then reasoning fine-tuning from the promoted model (a version)."""
+    import json
+
+    from components.pipeline import steps
+
+    v = json.loads(exported)
+    result = steps.train_reasoner(config_path, None, v["model_version"], v["examples_version"], v["curated_version"])
+    keep = {k: v[k] for k in ("model_version", "sid_version", "curated_version", "examples_version")}
+    return json.dumps({**keep, **result}, default=str)
+
+
+@dsl.component(base_image=IMAGE)
+def gate_reasoner(config_path: str, trained: str) -> str:
+    """Think-ahead + runtime completion against full decoding on the gate rows (reasoning.max_hr10_loss)."""
+    import json
+
+    from components.pipeline import steps
+
+    v = json.loads(trained)
+    result = steps.gate_reasoner(config_path, None, v["reasoning_version"], v["model_version"], v["examples_version"])
+    keep = {k: v[k] for k in ("model_version", "sid_version", "curated_version", "examples_version")}
+    return json.dumps({**keep, **result}, default=str)
+
+
+@dsl.component(base_image=IMAGE)
+def reasoner_passed(gate: str) -> bool:
+    """A single output for dsl.If (kfp.local resolves conditions only on a task's `Output`)."""
+    import json
+
+    return bool(json.loads(gate)["passed"])
+
+
+@dsl.component(base_image=IMAGE)
+def plan_shards(config_path: str, gate: str) -> list:
     """The shards to fan out over (reasoning.shards), each with the versions it works on."""
     import json
 
     from components.config import load_config
     from components.pipeline import steps
 
-    v = json.loads(exported)
+    v = json.loads(gate)
     steps.active_users(config_path, None, v["curated_version"])
-    keep = {k: v[k] for k in ("model_version", "sid_version", "curated_version")}
+    keep = {k: v[k] for k in ("reasoning_version", "sid_version", "curated_version", "examples_version")}
     shards = load_config(config_path).reasoning.shards
     return [json.dumps({**keep, "shard": s, "n_shards": shards}) for s in range(shards)]
 
@@ -147,7 +192,13 @@ def think_ahead(config_path: str, job: str) -> str:
 
     v = json.loads(job)
     result = steps.think_ahead(
-        config_path, None, v["model_version"], v["curated_version"], int(v["shard"]), int(v["n_shards"])
+        config_path,
+        None,
+        v["reasoning_version"],
+        v["curated_version"],
+        int(v["shard"]),
+        int(v["n_shards"]),
+        v["examples_version"],
     )
     return json.dumps({**v, **result})
 
@@ -165,27 +216,49 @@ def publish_prefixes(config_path: str, shards: list) -> str:
         config_path,
         None,
         [r["shard_version"] for r in done],
-        first["model_version"],
+        first["reasoning_version"],
         first["curated_version"],
         first["sid_version"],
     )
     return json.dumps(result)
 
 
-@dsl.pipeline(name="sidrec", description="sidrec: features -> SIDs -> training -> gate -> export -> think-ahead")
+@dsl.component(base_image=IMAGE)
+def clear_prefixes(config_path: str, gate: str) -> str:
+    """The reasoning gate refused: withdraw stored prefixes, serving decodes fully; the reason is logged."""
+    import json
+
+    from components.pipeline import steps
+
+    v = json.loads(gate)
+    return json.dumps(steps.clear_prefixes(config_path, None, v["curated_version"], v["sid_version"], v["reason"]))
+
+
+@dsl.pipeline(
+    name="sidrec",
+    description="sidrec: features -> SIDs -> training -> gate -> export -> reasoning model -> its gate -> think-ahead",
+)
 def sidrec_pipeline(config_path: str = CONFIG, promote_anyway: bool = False) -> None:
     curated = ingest(config_path=config_path)
     sids = sid_refresh(config_path=config_path, curated=curated.output)
-    features_materialize(config_path=config_path, sids=sids.output)
+    materialized = features_materialize(config_path=config_path, sids=sids.output)
     examples = build_examples(config_path=config_path, sids=sids.output)
     trained = train(config_path=config_path, examples=examples.output)
-    gated = evaluate_and_gate(config_path=config_path, trained=trained.output, promote_anyway=promote_anyway)
-    with dsl.If(gated.outputs["promoted"] == True):  # noqa: E712 - a KFP condition, not a Python comparison
-        exported = export(config_path=config_path, gate=gated.outputs["result"])
-        plan = plan_shards(config_path=config_path, exported=exported.output)
-        with dsl.ParallelFor(items=plan.output, parallelism=4) as job:
-            shard = think_ahead(config_path=config_path, job=job)
-        publish_prefixes(config_path=config_path, shards=dsl.Collected(shard.output))
+    trained.after(materialized)
+    gated = evaluate_and_gate(config_path=config_path, trained=trained.output)
+    decision = promoted(gate=gated.output, promote_anyway=promote_anyway)
+    with dsl.If(decision.output == True):  # noqa: E712 - a KFP condition, not a Python comparison
+        exported = export(config_path=config_path, gate=gated.output)
+        reasoner = train_reasoner(config_path=config_path, exported=exported.output)
+        reasoner_gate = gate_reasoner(config_path=config_path, trained=reasoner.output)
+        passed = reasoner_passed(gate=reasoner_gate.output)
+        with dsl.If(passed.output == True):  # noqa: E712
+            plan = plan_shards(config_path=config_path, gate=reasoner_gate.output)
+            with dsl.ParallelFor(items=plan.output, parallelism=4) as job:
+                shard = think_ahead(config_path=config_path, job=job)
+            publish_prefixes(config_path=config_path, shards=dsl.Collected(shard.output))
+        with dsl.Else():
+            clear_prefixes(config_path=config_path, gate=reasoner_gate.output)
 
 
 def compile_pipeline(path: str) -> str:

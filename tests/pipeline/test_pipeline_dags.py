@@ -94,7 +94,7 @@ def test_pipeline_runs_end_to_end_with_dag_test(airflow_env):
     prefixes = pd.read_parquet(store.fetch("prefixes") / "prefixes-000-of-002.parquet")
     others = pd.read_parquet(store.fetch("prefixes") / "prefixes-001-of-002.parquet")
     assert pd.concat([prefixes, others]).user_id.nunique() == 60  # every active user, over two mapped shards
-    assert (prefixes.model_version == store.latest_version("model")).all()
+    assert (prefixes.model_version == store.latest_version("reasoning_model")).all()  # the model that reasoned
     assert (airflow_env / "triton_repo" / "sidrec" / "1" / "model.py").exists()
     # serving.ranker: training wrote the model's ranker, the export serves it
     assert (airflow_env / "triton_repo" / "sidrec" / "1" / "ranker" / "ranker.txt").exists()

@@ -214,10 +214,9 @@ def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_
 def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, depth, beam_size, runner) -> BeamResult:
     members = _members(model, runner)
     batch = input_ids.shape[0]
-    valid_prefixes = [
-        [p for p in dict.fromkeys(tuple(int(c) for c in p) for p in ps) if trie.node_of(p) is not None]
-        for ps in prefixes
-    ]
+    # per row: (prefix, trie node) of its distinct prefixes that some item starts with
+    distinct = [dict.fromkeys(tuple(int(c) for c in p) for p in ps) for ps in prefixes]
+    valid_prefixes = [[(p, node) for p in ps if (node := trie.node_of(p)) is not None] for ps in distinct]
     n_pref = max(1, max(len(ps) for ps in valid_prefixes))
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     with record_function("beam.prefill"):
@@ -227,12 +226,11 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
     with record_function("beam.logprobs"):
         first = _members_logprobs(members, hiddens, trie, 0)  # [B, K]
     dev = input_ids.device
-    prefix_codes = torch.zeros((batch, n_pref, depth), dtype=torch.long, device=dev)
-    present = torch.zeros((batch, n_pref), dtype=torch.bool, device=dev)
-    for b, ps in enumerate(valid_prefixes):
-        for j, p in enumerate(ps):
-            prefix_codes[b, j] = torch.tensor(p, device=dev)
-            present[b, j] = True
+    padding = [((0,) * depth, -1)]  # rows with fewer prefixes: an absent slot (score -inf, node -1)
+    slots = [ps + padding * (n_pref - len(ps)) for ps in valid_prefixes]
+    prefix_codes = torch.tensor([[p for p, _ in row] for row in slots], dtype=torch.long, device=dev)
+    nodes = torch.tensor([[node for _, node in row] for row in slots], dtype=torch.long, device=dev)
+    present = nodes >= 0
     tokens = torch.stack([trie.level_token_ids[level][prefix_codes[..., level]] for level in range(depth)], -1)
     pos = position_ids[:, -1:].repeat_interleave(n_pref, 0) + 1 + torch.arange(depth, device=dev).unsqueeze(0)
     with record_function("beam.step"):
@@ -244,14 +242,6 @@ def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, dept
             logp = _members_logprobs(members, level_hiddens, trie, level).view(batch, n_pref, -1)
         scores = scores + logp.gather(2, prefix_codes[..., level : level + 1]).squeeze(-1)
     scores = torch.where(present, scores, torch.full_like(scores, NEG_INF))
-    nodes = torch.tensor(
-        [
-            [trie.node_of(tuple(prefix_codes[b, j].tolist())) if present[b, j] else -1 for j in range(n_pref)]
-            for b in range(batch)
-        ],
-        dtype=torch.long,
-        device=dev,
-    )
     next_pos = pos[:, -1:] + 1
     return _decode_levels(
         members,

@@ -1,8 +1,9 @@
 """Batched trie-constrained beam search with a KV cache, as TIGER-style SID decoding needs.
 
-One prompt pass for the (left-padded) batch, then exactly one forward step per SID level: the cache is
-expanded to the beams once and reordered after each step, and the trie's mask tensors select the codes a
-beam may take. Scores are sums of full-vocabulary log-probabilities, exactly what HF generate() with
+One prompt pass for the (left-padded) batch, then exactly one forward step per SID level, run by a decoder
+runner (runtime.decoder: the lean Llama runner shares each prompt's keys/values among its beams, the HF runner
+expands the model's cache to the beams and reorders it after each step), and the trie's mask tensors select the
+codes a beam may take. Scores are sums of full-vocabulary log-probabilities, exactly what HF generate() with
 prefix_allowed_tokens_fn computes (tested for equality), but without repeating the prompt per beam. A model
 trained with the SID-level softmax (config.sid_level_softmax) is scored as it was trained: each level's codes
 are normalised among themselves, and only those rows of the output layer are computed.
@@ -24,8 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.profiler import record_function
 
 from components.runtime.backbone import decoder_and_head, token_logits
+from components.runtime.decoder import Runner, runner_for
 from components.runtime.language import SidTrie
 
 NEG_INF = float("-inf")
@@ -40,9 +43,9 @@ class BeamResult:
 
 @dataclass
 class _Member:
-    """One model of the (possibly one-model) ensemble: its decoder, output layer and softmax kind."""
+    """One model of the (possibly one-model) ensemble: its decoder runner, output layer and softmax kind."""
 
-    base: torch.nn.Module
+    runner: Runner
     head: torch.nn.Module
     level_softmax: bool
 
@@ -55,34 +58,26 @@ def as_models(model) -> list:
     return models
 
 
-def _members(model) -> list[_Member]:
+def _members(model, runner: str) -> list[_Member]:
     return [
-        _Member(*decoder_and_head(m), level_softmax=bool(getattr(m.config, "sid_level_softmax", False)))
+        _Member(
+            runner_for(m, runner),
+            decoder_and_head(m)[1],
+            level_softmax=bool(getattr(m.config, "sid_level_softmax", False)),
+        )
         for m in as_models(model)
     ]
 
 
-def _forward(base, input_ids, attention_mask, position_ids, cache):
-    out = base(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=True
-    )
-    return out.last_hidden_state, out.past_key_values
-
-
-def _forward_all(members, input_ids, attention_mask, position_ids, caches):
-    """Each member's hidden states and cache for the same tokens (caches: one per member, or None)."""
-    outs = [
-        _forward(m.base, input_ids, attention_mask, position_ids, c)
-        for m, c in zip(members, caches or [None] * len(members), strict=True)
-    ]
-    return [h for h, _ in outs], [c for _, c in outs]
-
-
 def _level_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, level_softmax: bool) -> torch.Tensor:
-    """log p(code | beam) for every code of a level: over the full vocabulary, or over the level's codes."""
+    """log p(code | beam) for every code of a level: over the full vocabulary, or over the level's codes.
+
+    The full-vocabulary normaliser needs every logit, but only the level's columns are kept: the log-softmax of
+    all 49k columns would write a second [rows, vocab] tensor to read K of them."""
     token_ids = trie.level_token_ids[level]
     if not level_softmax:
-        return torch.log_softmax(head(hidden).float(), dim=-1)[:, token_ids]
+        logits = head(hidden).float()
+        return logits[:, token_ids] - torch.logsumexp(logits, dim=-1, keepdim=True)
     logits = token_logits(head, hidden, token_ids).float()
     logits[:, trie.level_sizes[level] :] = NEG_INF  # padding beyond the level's codebook
     return torch.log_softmax(logits, dim=-1)
@@ -105,34 +100,34 @@ def constrained_beam_search(
     beam_size: int,
     top_k: int,
     allowed_prefixes: list[list[tuple[int, ...]] | None] | None = None,
+    runner: str = "auto",
 ) -> BeamResult:
     """Top-k valid SIDs per row. Rows with allowed_prefixes complete those prefixes only.
 
-    `model` is one causal LM or a list of them (an ensemble; module docstring)."""
+    `model` is one causal LM or a list of them (an ensemble; module docstring). `runner` picks how the model runs
+    (runtime.decoder): "auto" (the lean Llama runner where it applies), "lean" or "hf"; results are the same."""
     if top_k > beam_size:
         raise ValueError(f"top_k ({top_k}) must not exceed beam_size ({beam_size})")
     if allowed_prefixes is not None and any(allowed_prefixes):
-        return _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_prefixes)
-    members = _members(model)
+        return _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_prefixes, runner)
+    members = _members(model, runner)
     batch = input_ids.shape[0]
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hiddens, caches = _forward_all(members, input_ids, attention_mask, position_ids, None)
-    hiddens = [h[:, -1] for h in hiddens]  # [B, H]: level 0 is scored once per row, all beams share the prompt
-    for cache in caches:
-        cache.batch_repeat_interleave(beam_size)
-    mask = attention_mask.repeat_interleave(beam_size, 0)
+    # [B, H]: level 0 is scored once per row, all beams share the prompt
+    with record_function("beam.prefill"):
+        hiddens = [m.runner.prefill(input_ids, attention_mask, position_ids) for m in members]
+        for m in members:
+            m.runner.expand(beam_size)
     next_pos = position_ids[:, -1:].repeat_interleave(beam_size, 0) + 1
     dev = input_ids.device
     scores = torch.full((batch, beam_size), NEG_INF, device=dev)
     scores[:, 0] = 0.0  # all beams start identical: only the first may expand at level 0
     nodes = torch.zeros((batch, beam_size), dtype=torch.long, device=dev)
     codes = torch.zeros((batch, beam_size, 0), dtype=torch.long, device=dev)
-    return _decode_levels(members, trie, hiddens, caches, mask, next_pos, scores, nodes, codes, 0, top_k)
+    return _decode_levels(members, trie, hiddens, next_pos, scores, nodes, codes, 0, top_k)
 
 
-def _decode_levels(
-    members, trie, hiddens, caches, mask, next_pos, scores, nodes, codes, start_level, top_k, beam_size=None
-):
+def _decode_levels(members, trie, hiddens, next_pos, scores, nodes, codes, start_level, top_k, beam_size=None):
     """Decode levels start_level.. keeping `beam_size` beams (default: as many as `scores` has) between levels
     and `top_k` at the end; a row with fewer valid completions (a narrow think-ahead prefix) is padded with
     invalid entries (-inf, item -1)."""
@@ -142,7 +137,8 @@ def _decode_levels(
         beams = scores.shape[1]
         width = trie.level_token_ids.shape[1]
         # hidden is [B*beams, H], or [B, H] right after the prompt (identical beams): broadcast over the beams
-        logp = _members_logprobs(members, hiddens, trie, level).view(batch, -1, width)
+        with record_function("beam.logprobs"):
+            logp = _members_logprobs(members, hiddens, trie, level).view(batch, -1, width)
         logp = logp.expand(batch, beams, width)
         allowed = trie.allowed[level][nodes.clamp(min=0)] & (nodes >= 0).unsqueeze(-1)
         cand = torch.where(allowed, scores.unsqueeze(-1) + logp, torch.full_like(logp, NEG_INF))
@@ -156,14 +152,12 @@ def _decode_levels(
         )
         if level < n_levels - 1:  # feed the chosen tokens for the next level
             order = (parent + torch.arange(batch, device=parent.device).unsqueeze(1) * beams).view(-1)
-            for cache in caches:
-                cache.reorder_cache(order)
-            ones = torch.ones((order.numel(), 1), dtype=mask.dtype, device=mask.device)
-            mask = torch.cat([mask[order], ones], dim=-1)
             next_pos = next_pos[order]
             tokens = trie.level_token_ids[level][code].view(-1, 1)
-            hiddens, caches = _forward_all(members, tokens, mask, next_pos, caches)
-            hiddens = [h[:, -1] for h in hiddens]
+            with record_function("beam.step"):
+                for m in members:
+                    m.runner.reorder(order)
+                hiddens = [m.runner.step(tokens, next_pos)[:, -1] for m in members]
             next_pos = next_pos + 1
     if scores.shape[1] < top_k:  # fewer completions than asked for: pad with invalid entries
         missing = top_k - scores.shape[1]
@@ -175,7 +169,7 @@ def _decode_levels(
     return BeamResult(codes=codes, scores=scores, items=items)
 
 
-def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_prefixes) -> BeamResult:
+def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_prefixes, runner) -> BeamResult:
     """Score each row's prefixes in one forward, then decode only the remaining levels.
 
     Rows without prefixes fall back to full decoding (run separately, then merged in row order).
@@ -186,7 +180,9 @@ def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_
     results: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
     if without:
         idx = torch.tensor(without)
-        full = constrained_beam_search(model, input_ids[idx], attention_mask[idx], trie, beam_size, top_k)
+        full = constrained_beam_search(
+            model, input_ids[idx], attention_mask[idx], trie, beam_size, top_k, runner=runner
+        )
         for r, b in enumerate(without):
             results[b] = (full.codes[r], full.scores[r], full.items[r])
     if with_prefix:
@@ -203,6 +199,7 @@ def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_
             [allowed_prefixes[b] for b in with_prefix],
             depth,
             beam_size,
+            runner,
         )
         for r, b in enumerate(with_prefix):
             results[b] = (part.codes[r], part.scores[r], part.items[r])
@@ -214,57 +211,42 @@ def _complete(model, input_ids, attention_mask, trie, beam_size, top_k, allowed_
 
 
 @torch.inference_mode()
-def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, depth, beam_size) -> BeamResult:
-    members = _members(model)
+def _complete_rows(model, input_ids, attention_mask, trie, top_k, prefixes, depth, beam_size, runner) -> BeamResult:
+    members = _members(model, runner)
     batch = input_ids.shape[0]
-    valid_prefixes = [
-        [p for p in dict.fromkeys(tuple(int(c) for c in p) for p in ps) if trie.node_of(p) is not None]
-        for ps in prefixes
-    ]
+    # per row: (prefix, trie node) of its distinct prefixes that some item starts with
+    distinct = [dict.fromkeys(tuple(int(c) for c in p) for p in ps) for ps in prefixes]
+    valid_prefixes = [[(p, node) for p in ps if (node := trie.node_of(p)) is not None] for ps in distinct]
     n_pref = max(1, max(len(ps) for ps in valid_prefixes))
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hiddens, caches = _forward_all(members, input_ids, attention_mask, position_ids, None)
-    first = _members_logprobs(members, [h[:, -1] for h in hiddens], trie, 0)  # [B, K]
-    for cache in caches:
-        cache.batch_repeat_interleave(n_pref)
+    with record_function("beam.prefill"):
+        hiddens = [m.runner.prefill(input_ids, attention_mask, position_ids) for m in members]
+        for m in members:
+            m.runner.expand(n_pref)
+    with record_function("beam.logprobs"):
+        first = _members_logprobs(members, hiddens, trie, 0)  # [B, K]
     dev = input_ids.device
-    prefix_codes = torch.zeros((batch, n_pref, depth), dtype=torch.long, device=dev)
-    present = torch.zeros((batch, n_pref), dtype=torch.bool, device=dev)
-    for b, ps in enumerate(valid_prefixes):
-        for j, p in enumerate(ps):
-            prefix_codes[b, j] = torch.tensor(p, device=dev)
-            present[b, j] = True
+    padding = [((0,) * depth, -1)]  # rows with fewer prefixes: an absent slot (score -inf, node -1)
+    slots = [ps + padding * (n_pref - len(ps)) for ps in valid_prefixes]
+    prefix_codes = torch.tensor([[p for p, _ in row] for row in slots], dtype=torch.long, device=dev)
+    nodes = torch.tensor([[node for _, node in row] for row in slots], dtype=torch.long, device=dev)
+    present = nodes >= 0
     tokens = torch.stack([trie.level_token_ids[level][prefix_codes[..., level]] for level in range(depth)], -1)
-    mask = torch.cat(
-        [
-            attention_mask.repeat_interleave(n_pref, 0),
-            torch.ones((batch * n_pref, depth), dtype=attention_mask.dtype, device=dev),
-        ],
-        dim=-1,
-    )
     pos = position_ids[:, -1:].repeat_interleave(n_pref, 0) + 1 + torch.arange(depth, device=dev).unsqueeze(0)
-    step_hiddens, caches = _forward_all(members, tokens.view(batch * n_pref, depth), mask, pos, caches)
+    with record_function("beam.step"):
+        step_hiddens = [m.runner.step(tokens.view(batch * n_pref, depth), pos) for m in members]
     scores = first.gather(1, prefix_codes[..., 0])  # log p(level 0 code)
     for level in range(1, depth):
         level_hiddens = [h[:, level - 1] for h in step_hiddens]
-        logp = _members_logprobs(members, level_hiddens, trie, level).view(batch, n_pref, -1)
+        with record_function("beam.logprobs"):
+            logp = _members_logprobs(members, level_hiddens, trie, level).view(batch, n_pref, -1)
         scores = scores + logp.gather(2, prefix_codes[..., level : level + 1]).squeeze(-1)
     scores = torch.where(present, scores, torch.full_like(scores, NEG_INF))
-    nodes = torch.tensor(
-        [
-            [trie.node_of(tuple(prefix_codes[b, j].tolist())) if present[b, j] else -1 for j in range(n_pref)]
-            for b in range(batch)
-        ],
-        dtype=torch.long,
-        device=dev,
-    )
     next_pos = pos[:, -1:] + 1
     return _decode_levels(
         members,
         trie,
         [h[:, -1] for h in step_hiddens],
-        caches,
-        mask,
         next_pos,
         scores,
         nodes,

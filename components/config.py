@@ -134,6 +134,38 @@ class TrainConfig(_Section):
     sharding: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) weights + optimizer
 
 
+class AlignConfig(_Section):
+    """Preference alignment after supervised training (training.align): softmax-DPO over the model's own
+    constrained beams, the true next item chosen over the beam's other items, optionally with a count teacher's
+    soft preference among the candidates. Off by default.
+
+    A section of its own, not TrainConfig fields: alignment is a separate stage on a finished model directory (its
+    own command, output directory and guard); keeping its settings apart leaves the supervised model's record,
+    and so every cached supervised run, unchanged when alignment is switched on or tuned."""
+
+    enabled: bool = False
+    # training rows sampled from the fit split (None: all of them); each costs one beam search to mine and about
+    # (1 + negatives) * (levels - 1) output-layer rows per step
+    rows: int | None = Field(2000, ge=1)
+    # the served beam's best items other than the target: the rejected completions
+    negatives: int = Field(10, ge=1)
+    # DPO temperature on log pi / pi_ref; larger = a stronger pull toward the preference per unit of drift
+    beta: float = Field(0.5, gt=0)
+    # the chosen SID's own NLL added to the loss (RPO-style): keeps its likelihood from falling while margins grow
+    sft_weight: float = Field(0.0, ge=0)
+    # share of the preference given to the candidates by a count teacher: the last item's transition chain fit on
+    # the model's training examples, each row's own transition left out (0: the target alone is chosen)
+    teacher_weight: float = Field(0.0, ge=0, le=1)
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    # the guard's and the epoch choice's metric on the selection sample (eval.max_examples rows): the aligned
+    # model is kept only when it beats the supervised model on it by more than min_gain
+    metric: Literal["HR@10", "NDCG@10"] = "NDCG@10"
+    min_gain: float = 0.0
+    seed: int = 0
+
+
 class EvalConfig(_Section):
     """How models are scored: the cut-offs, the decoding batch, and how many rows pick epochs / feed the gate."""
 
@@ -225,6 +257,7 @@ class Config(_Section):
     sids: SidConfig = Field(default_factory=SidConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)

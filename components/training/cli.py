@@ -20,6 +20,7 @@ from components.runtime.recommender import Recommender
 from components.runtime.transitions import FILE_NAME, TransitionTable
 from components.sids.sidmap import SidMap
 from components.store.artifacts import ArtifactStore
+from components.training.align import align_model
 from components.training.ranker import fit_ranker
 from components.training.train import train_model
 
@@ -51,6 +52,26 @@ def run(
             {"model_dir": str(path), **json.loads((path / "sidrec_model.json").read_text())}, indent=2, default=str
         )
     )
+
+
+@app.command("align")
+def align(
+    model_dir: str = typer.Option(..., help="The supervised model directory to align (left unchanged)."),
+    out: str = typer.Option(..., help="Model directory to write (replaced whole): aligned, or the supervised copy."),
+    config: str = ConfigOpt,
+    train_split: list[str] = typer.Option(["train"], help="Split file(s) the model was trained on."),
+    select_split: str = typer.Option("valid", help="Split whose sample guards and picks the epoch ('' for none)."),
+) -> None:
+    """Preference alignment after supervised training (training.align, settings in the config's align: section):
+    softmax-DPO over the model's own constrained beams. A run that diverges or does not beat the supervised model
+    on the select split's sample writes the supervised model unchanged, with the reason in sidrec_model.json."""
+    cfg = load_config(config)
+    splits_dir = cfg.path(cfg.data.splits_dir)
+    train = pd.concat([load_split_examples(splits_dir, s) for s in train_split], ignore_index=True)
+    select = load_split_examples(splits_dir, select_split) if select_split else None
+    path = align_model(cfg, Path(model_dir), train, select, Path(out))
+    record = json.loads((path / "sidrec_model.json").read_text()).get("alignment", {})
+    typer.echo(json.dumps({"model_dir": str(path), **record}, indent=2, default=str))
 
 
 @app.command("transitions")

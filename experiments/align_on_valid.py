@@ -1,0 +1,120 @@
+"""Compare preference-alignment settings on valid (training.align), starting from one supervised model fit on train.
+
+    python -m experiments.align_on_valid --model runs/select/base_s0 --out runs/align \
+        --variants '[["beta05", {"beta": 0.5}], ["sft", {"beta": 0.5, "sft_weight": 0.5}]]' [--full-valid]
+
+The supervised model decodes align.rows training rows once (mined preferences cached in OUT/mined_*.pt, reused by
+every variant with the same rows, negatives and seed); each variant starts from the supervised weights, picks
+its epoch on the selection sample (the eval.max_examples valid rows training picked epochs on) and, with
+--full-valid, is scored on the whole valid split. The guard's verdict (aligned vs supervised on the sample) is
+recorded but not enforced here, so every variant gets its valid numbers. Test is never touched. Writes
+OUT/NAME/ (the aligned model, result.json) and OUT/baseline.json (the supervised model on the sample and, with
+--full-valid, on the whole split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from components.config import PROJECT_ROOT, load_config
+from components.data.splits import load_splits
+from components.evaluation.evaluate import score_recommender
+from components.runtime.recommender import Recommender
+from components.training.align import (
+    Preferences,
+    mine_preferences,
+    sample_rows,
+    selection_rows,
+    selection_score,
+    teacher_table,
+    train_preferences,
+    write_aligned,
+)
+from components.training.train import load_trained
+from experiments.benchmark import KS
+
+
+def mined_for(supervised: Recommender, cfg, train, out: Path) -> Preferences:
+    """The supervised model's preferences on align.rows training rows, cached per (rows, negatives, seed)."""
+    acfg = cfg.align
+    path = out / f"mined_r{acfg.rows}_n{acfg.negatives}_s{acfg.seed}.pt"
+    if path.exists():
+        return Preferences(**torch.load(path, weights_only=False))
+    t0 = time.perf_counter()
+    mined = mine_preferences(supervised, sample_rows(train, acfg), acfg, cfg.eval.batch_size, teacher_table(train))
+    logging.info("mined %d rows in %.0f s", len(mined.prompts), time.perf_counter() - t0)
+    torch.save(vars(mined), path)
+    return mined
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="the supervised model directory (fit on train)")
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "runs" / "align"))
+    parser.add_argument("--variants", required=True, help="JSON [[name, {align overrides}], ...]")
+    parser.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "benchmark.yaml"))
+    parser.add_argument("--full-valid", action="store_true", help="also score each variant on the whole valid split")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    base_cfg = load_config(args.config)
+    torch.set_num_threads(base_cfg.train.torch_threads or 1)
+    splits = load_splits(base_cfg.path(base_cfg.data.splits_dir))
+    supervised = Recommender.from_pretrained(args.model, beam_size=base_cfg.serving.beam_size)
+    select = selection_rows(splits["valid"], base_cfg)
+    baseline_path = out / "baseline.json"
+    baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else {"model": args.model}
+    if "select" not in baseline:
+        baseline["select"] = selection_score(supervised, select, base_cfg.eval.batch_size)
+    if args.full_valid and "valid" not in baseline:
+        baseline["valid"] = score_recommender(supervised, splits["valid"], KS, base_cfg.eval.batch_size)
+    baseline_path.write_text(json.dumps(baseline, indent=2))
+    logging.info("supervised: %s", json.dumps(baseline))
+    for name, overrides in json.loads(args.variants):
+        cfg = load_config(args.config, {"align": overrides})
+        mined = mined_for(supervised, cfg, splits["train"], out)
+        t0 = time.perf_counter()
+        policy, tokenizer = load_trained(Path(args.model))
+        aligned = Recommender(
+            [policy], tokenizer, supervised.sidmap, beam_size=supervised.beam_size, titles=supervised.titles
+        )
+        result = train_preferences(aligned, mined, cfg.align, select, None, cfg.eval.batch_size)
+        seconds = time.perf_counter() - t0
+        if result.state is None:
+            logging.warning("%s: %s", name, result.status)
+            (out / f"{name}.json").write_text(json.dumps({"name": name, "status": result.status, **result.record}))
+            continue
+        policy.load_state_dict(result.state)
+        best = max(result.record["epochs"], key=lambda e: e["select"][cfg.align.metric])
+        gain = best["select"][cfg.align.metric] - baseline["select"][cfg.align.metric]
+        summary = {
+            "name": name,
+            "overrides": overrides,
+            "status": result.status,
+            "guard": "aligned" if gain > cfg.align.min_gain else "supervised",
+            "best_epoch": best["epoch"],
+            "select": best["select"],
+            "supervised_select": baseline["select"],
+            "align_seconds": round(seconds, 1),
+            "epochs": result.record["epochs"],
+        }
+        if args.full_valid:
+            summary["valid"] = score_recommender(aligned, splits["valid"], KS, cfg.eval.batch_size)
+        write_aligned(Path(args.model), out / name, policy, summary)
+        (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
+        print(
+            json.dumps(
+                {k: summary[k] for k in ("name", "guard", "select", "align_seconds")} | {"valid": summary.get("valid")}
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -128,13 +128,14 @@ def runs(dag_id: str, home: Path | None = HomeOpt) -> None:
 
 @airflow_app.command()
 def screenshot(
-    out: Path = typer.Option(PROJECT_ROOT / "docs" / "airflow_dags.png", help="PNG to write"),
+    out: Path | None = typer.Option(None, help="PNG to write (default: docs/airflow_dags.png in the project)"),
     dag_id: str | None = typer.Option(None, help="a DAG's grid page; default: the DAG list"),
     home: Path | None = HomeOpt,
 ) -> None:
     """Headless Chromium screenshot of the Airflow UI (the DAG list, or one DAG's grid)."""
     client = _client(home)
     url = f"{client.url}/dags/{dag_id}" if dag_id else f"{client.url}/dags"
+    out = out or PROJECT_ROOT / "docs" / "airflow_dags.png"
     path = la.screenshot(url, out, profile_dir=_home(home) / "chromium-profile")
     typer.echo(f"wrote {path}")
 

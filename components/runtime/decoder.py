@@ -91,10 +91,19 @@ def lean_supported(model: torch.nn.Module) -> bool:
     layers = getattr(base, "layers", None)
     if base is None or layers is None or not hasattr(base, "rotary_emb") or model.training:
         return False
+    if _sharded(model):  # FSDP2 gathers a layer's weights in its forward hooks, which the lean runner bypasses
+        return False
     attn = layers[0].self_attn
     return all(hasattr(attn, n) for n in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim", "scaling")) and not any(
         hasattr(attn, n) for n in ("q_norm", "k_norm", "sliding_window")
     )
+
+
+def _sharded(model: torch.nn.Module) -> bool:
+    """Whether the weights are FSDP2 shards (DTensors): only the model's own forward may read them."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
 
 
 def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,6 @@ What production serves changes only through the pipeline (`sidrec pipeline expor
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,8 +30,6 @@ def export(
 ) -> None:
     """Write, check and publish a new version of a Triton repository with the config's serving settings."""
     cfg = load_config(config)
-    if cfg.store.s3_endpoint_url:  # an s3:// repository on the deployment's S3 endpoint
-        os.environ.setdefault("AWS_ENDPOINT_URL", cfg.store.s3_endpoint_url)
     recommender = Recommender.from_pretrained(
         model if len(model) > 1 else model[0],
         dtype="float32",
@@ -41,7 +38,13 @@ def export(
         blend_weight=cfg.serving.blend_weight,
         ranker=Path(ranker) if ranker else (True if cfg.serving.ranker else False),
     )
-    typer.echo(json.dumps(export_triton_repository(recommender, repo, cfg.serving), indent=2, default=str))
+    typer.echo(
+        json.dumps(
+            export_triton_repository(recommender, repo, cfg.serving, endpoint_url=cfg.store.s3_endpoint_url),
+            indent=2,
+            default=str,
+        )
+    )
 
 
 @app.command()

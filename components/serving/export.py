@@ -108,8 +108,11 @@ def export_triton_repository(
     out_repo: str,
     serving: ServingConfig | None = None,
     version: int | None = None,
+    endpoint_url: str | None = None,
 ) -> dict:
-    """Write, check and publish a new version of the serving repository; returns plain types (XCom-ready)."""
+    """Write, check and publish a new version of the serving repository; returns plain types (XCom-ready).
+    endpoint_url: the S3 endpoint of an s3:// repository (the deployment's store.s3_endpoint_url), passed down
+    rather than set in the process environment, where it would outlive this call."""
     serving = serving or ServingConfig()
     kind = instance_kind(serving.kind)
     if recommender.beam_size != serving.beam_size or recommender.max_k != serving.max_k:
@@ -126,7 +129,7 @@ def export_triton_repository(
         "members": recommender.info.get("members", []),
         **recommender.settings,
     }
-    store = ArtifactStore(out_repo) if out_repo.startswith("s3://") else None
+    store = ArtifactStore(out_repo, endpoint_url=endpoint_url) if out_repo.startswith("s3://") else None
     repo = Path(out_repo) if store is None else None
     existing = _versions(store, repo, serving.model_name)
     version = version or max(existing, default=0) + 1
@@ -147,7 +150,7 @@ def export_triton_repository(
             for path in files:
                 store.put_file(path, f"{serving.model_name}/{version}/{path.relative_to(local).as_posix()}")
             store.put_text(config, f"{serving.model_name}/{CONFIG_FILE}")  # last: pins the complete version
-    pruned = prune_partial_versions(out_repo, serving.model_name)
+    pruned = prune_partial_versions(out_repo, serving.model_name, endpoint_url)
     return {
         "exported": True,
         "repository": out_repo,
@@ -159,9 +162,9 @@ def export_triton_repository(
     }
 
 
-def prune_partial_versions(out_repo: str, model_name: str = "sidrec") -> list[int]:
+def prune_partial_versions(out_repo: str, model_name: str = "sidrec", endpoint_url: str | None = None) -> list[int]:
     """Remove the version folders that an interrupted export left (no metadata.json, not the served version)."""
-    store = ArtifactStore(out_repo) if out_repo.startswith("s3://") else None
+    store = ArtifactStore(out_repo, endpoint_url=endpoint_url) if out_repo.startswith("s3://") else None
     repo = Path(out_repo) if store is None else None
     if store is None:
         config_path = repo / model_name / CONFIG_FILE

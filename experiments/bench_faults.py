@@ -379,6 +379,7 @@ class FaultResult:
     recovered_s: float | None  # from the end of the repair to the first Triton answer; None: not back
     notes: dict = field(default_factory=dict)
     injected: float = 0.0  # monotonic time the injection was complete (a kill had landed, a restart was up)
+    repaired: float = float("inf")  # monotonic time the repair began
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -386,8 +387,9 @@ class FaultResult:
 
     @property
     def steady(self) -> list[Outcome]:
-        """Requests sent while the fault was fully in place: what the sources are checked on."""
-        return [o for o in self.during if o.at >= self.injected]
+        """Requests sent and answered while the fault was fully in place: what the sources are checked on (a
+        request still waiting when the repair begins may rightly be answered by the repaired part)."""
+        return [o for o in self.during if o.at >= self.injected and o.at + o.ms / 1000 < self.repaired]
 
 
 @dataclass
@@ -436,7 +438,7 @@ def run_fault(
     after = [o for o in outcomes if o.at >= repaired_at]
     notes = {"fault_s": round(repaired_at - injected_at, 2), "repair_s": round(done_at - repaired_at, 2)}
     recovered = None if back is None else round(back, 2)
-    return FaultResult(name, store, expected, during, after, recovered, notes, inject_done)
+    return FaultResult(name, store, expected, during, after, recovered, notes, inject_done, repaired_at)
 
 
 def fault_none(dep: Deployment, clients: Clients, n: int, interval_s: float, store: str) -> FaultResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from components.config import load_config
+from components.data.readers import write_table
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.sids.build import build_sids
@@ -15,10 +16,11 @@ def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ra
     catalog, events = generate_synthetic(n_items=60, n_users=80, seed=3)
     events_path = tmp_path / "events.csv"
     events.to_csv(events_path, index=False)
+    write_table(catalog, tmp_path / "catalog.jsonl.gz")  # the final test re-reads both under the data contract
     cfg = load_config(
         None,
         overrides={
-            "data": {"events_uri": str(events_path)},
+            "data": {"events_uri": str(events_path), "catalog_uri": str(tmp_path / "catalog.jsonl.gz")},
             "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
             "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
             "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 4, "torch_threads": 1},

@@ -121,7 +121,8 @@ def test_pipeline_runs_with_kfp_local_through_prefix_publication(tmp_path, monke
     model_version = store.latest_version("model")
     reasoning_version = store.latest_version("reasoning_model")
     shards = store.list_versions("prefix_shards")
-    assert sorted(shards) == [f"{reasoning_version}.000-of-002", f"{reasoning_version}.001-of-002"]
+    curated = store.latest_version("curated")
+    assert sorted(shards) == [f"{reasoning_version}.{curated}.{s:03d}-of-002" for s in (0, 1)]
     files = sorted(store.fetch("prefixes").glob("prefixes-*.parquet"))
     assert [f.name for f in files] == ["prefixes-000-of-002.parquet", "prefixes-001-of-002.parquet"]
     prefixes = pd.concat([pd.read_parquet(f) for f in files])

@@ -149,6 +149,8 @@ def test_the_reasoning_model_is_gated_before_its_prefixes_are_served(day0):
     assert gate["passed"] and gate["think_ahead"]["users_with_prefixes"] > 0
     assert {"HR@10", "NDCG@10", "online_ms_per_request"} <= set(gate["full_decoding"])
     shard = steps.think_ahead(config, None, trained["reasoning_version"], curated, 0, 1, examples)
+    again = steps.think_ahead(config, None, trained["reasoning_version"], curated, 0, 1, examples)  # a retried task
+    assert again["reused"] and again["shard_version"] == shard["shard_version"] and not shard["reused"]
     published = steps.publish_prefixes(
         config, None, [shard["shard_version"]], trained["reasoning_version"], curated, sid
     )

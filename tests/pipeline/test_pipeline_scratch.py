@@ -20,7 +20,16 @@ from pipeline_deployment import write_tiny_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ["sidrec_features", "sidrec_sid_refresh", "sidrec_training", "sidrec_reasoning"]
-ARTIFACTS = ("curated", "sid_map", "examples", "model_candidate", "model", "prefix_shards", "prefixes")
+ARTIFACTS = (
+    "curated",
+    "sid_map",
+    "examples",
+    "model_candidate",
+    "model",
+    "reasoning_model",
+    "prefix_shards",
+    "prefixes",
+)
 BUCKET = "sidrec"
 
 
@@ -102,7 +111,8 @@ def test_dags_run_on_scratch_space_with_only_s3_and_redis_shared(tmp_path, serve
     # every step ran in its own scratch directory, and nothing was written where the deployment's local
     # defaults would have put it
     tasks = list(scratch.glob("task-*"))
-    assert len(tasks) >= 10, tasks  # ingest, materialize, refresh, examples, train, gate, export, 2 shards, publish
+    # ingest, materialize, refresh, examples, train, gate, export, train/gate reasoner, 2 shards, publish
+    assert len(tasks) >= 12, tasks
     for local in ("runs", "artifacts", "triton_repo"):
         assert not (tmp_path / local).exists(), local
 
@@ -112,7 +122,10 @@ def test_dags_run_on_scratch_space_with_only_s3_and_redis_shared(tmp_path, serve
     for name in ARTIFACTS:
         assert store.latest_version(name), f"{name}: not published to S3"
     model_version = store.latest_version("model")
-    assert sorted(store.list_versions("prefix_shards")) == [f"{model_version}.{s:03d}-of-002" for s in (0, 1)]
+    reasoning_version = store.latest_version("reasoning_model")  # fine-tuned from the promoted model
+    curated = store.latest_version("curated")
+    shards = [f"{reasoning_version}.{curated}.{s:03d}-of-002" for s in (0, 1)]
+    assert sorted(store.list_versions("prefix_shards")) == shards
     s3_client = s3.client()
     s3_client.head_object(Bucket=BUCKET, Key="feast/registry.db")  # the registry every task and reader shares
     repository = ArtifactStore(f"s3://{BUCKET}/triton_repo", endpoint_url=s3.endpoint_url)
@@ -127,7 +140,7 @@ def test_dags_run_on_scratch_space_with_only_s3_and_redis_shared(tmp_path, serve
     for user in users:
         features = online.user(user)
         assert features.history, user
-        assert features.prefixes and features.prefix_model_version == model_version, user
+        assert features.prefixes and features.prefix_model_version == reasoning_version, user
 
 
 def _prefix_users(store) -> list[str]:

@@ -44,7 +44,8 @@ def _open_bytes(uri: str, endpoint_url: str | None = None) -> bytes:
         from botocore.exceptions import ClientError
 
         bucket, _, key = uri[5:].partition("/")
-        client = boto3.client("s3", endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"))
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        client = boto3.session.Session().client("s3", endpoint_url=endpoint)  # current credentials, not cached
         try:
             return client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:

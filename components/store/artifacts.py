@@ -58,7 +58,9 @@ class ArtifactStore:
             from botocore.config import Config as BotoConfig
 
             self.bucket, _, self.prefix = self.root[5:].partition("/")
-            self._s3 = boto3.client(
+            # a session of its own: boto3's default session keeps the first credentials it resolved for the whole
+            # process, so a store made after AWS_* changed (another server, rotated keys) would sign with stale ones
+            self._s3 = boto3.session.Session().client(
                 "s3",
                 endpoint_url=endpoint_url or os.environ.get("AWS_ENDPOINT_URL"),
                 region_name=region,

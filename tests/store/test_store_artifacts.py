@@ -107,3 +107,16 @@ def test_wrong_credentials_are_rejected(s3, tmp_path):
     )
     with pytest.raises(ClientError):
         anonymous.list_objects_v2(Bucket="sidrec-test")
+
+
+def test_an_s3_store_signs_with_the_credentials_current_when_it_is_made(monkeypatch):
+    """boto3's default session keeps the first credentials it resolved for the whole process: a store made after
+    AWS_* changed (another S3 server, rotated keys) must not sign with the old ones (InvalidAccessKeyId)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "first-secret")
+    first = ArtifactStore("s3://bucket/artifacts", endpoint_url="http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "second-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "second-secret")
+    second = ArtifactStore("s3://bucket/artifacts", endpoint_url="http://127.0.0.1:1")
+    keys = [store._s3._request_signer._credentials.access_key for store in (first, second)]
+    assert keys == ["first-key", "second-key"]

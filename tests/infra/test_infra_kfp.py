@@ -16,16 +16,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = (
-    "curated",
-    "sid_map",
-    "examples",
-    "model_candidate",
-    "model",
-    "reasoning_model",
-    "prefix_shards",
-    "prefixes",
-)
 
 
 def _load(name: str, path: Path):
@@ -116,7 +106,7 @@ def test_pipeline_runs_with_kfp_local_through_prefix_publication(tmp_path, monke
     print(f"kfp.local run: {time.perf_counter() - started:.0f} s")
 
     store = ArtifactStore(str(tmp_path / "artifacts"))
-    for name in ARTIFACTS:
+    for name in deployment.ARTIFACTS:
         assert store.latest_version(name), f"{name}: never published (a skipped branch?)"
     model_version = store.latest_version("model")
     reasoning_version = store.latest_version("reasoning_model")

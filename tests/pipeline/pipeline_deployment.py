@@ -9,6 +9,18 @@ import yaml
 from components.data.readers import write_table
 from components.data.synthetic import generate_synthetic
 
+# every artifact one full run of the pipeline publishes (the DAGs, the scratch-space DAGs and Kubeflow alike)
+ARTIFACTS = (
+    "curated",
+    "sid_map",
+    "examples",
+    "model_candidate",
+    "model",
+    "reasoning_model",
+    "prefix_shards",
+    "prefixes",
+)
+
 
 def write_tiny_deployment(root: Path, seed: int, max_steps: int, eval_examples: int) -> Path:
     """Raw catalog/events (60 items, 60 users) and a deploy.yaml with the tiny model; returns the YAML path."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pipeline_deployment import write_tiny_deployment
+from pipeline_deployment import ARTIFACTS, write_tiny_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ["sidrec_features", "sidrec_sid_refresh", "sidrec_training", "sidrec_reasoning"]
@@ -89,7 +89,7 @@ def test_pipeline_runs_end_to_end_with_dag_test(airflow_env):
         model_version = steps.promote(config, None, gate["candidate_version"], reason="test")["model_version"]
         steps.export(config, None, model_version)
     logs["sidrec_reasoning"] = _dags_test("sidrec_reasoning", airflow_env)
-    for name in ("curated", "sid_map", "examples", "model_candidate", "model", "prefix_shards", "prefixes"):
+    for name in ARTIFACTS:
         assert store.latest_version(name), name
     prefixes = pd.read_parquet(store.fetch("prefixes") / "prefixes-000-of-002.parquet")
     others = pd.read_parquet(store.fetch("prefixes") / "prefixes-001-of-002.parquet")

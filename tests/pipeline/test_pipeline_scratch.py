@@ -16,20 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_deployment import write_tiny_deployment
+from pipeline_deployment import ARTIFACTS, write_tiny_deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ["sidrec_features", "sidrec_sid_refresh", "sidrec_training", "sidrec_reasoning"]
-ARTIFACTS = (
-    "curated",
-    "sid_map",
-    "examples",
-    "model_candidate",
-    "model",
-    "reasoning_model",
-    "prefix_shards",
-    "prefixes",
-)
 BUCKET = "sidrec"
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +48,8 @@ from experiments.rerank import score_ranker
 log = logging.getLogger(__name__)
 KS = [3, 5, 10]
 RANKER_BASELINE = "co-occurrence candidates + LightGBM ranker (no generative model)"
+GEN, BLEND, RANKER = "generative only", "generative + transitions, no learnt ranker", "generative + learnt ranker"
+RANKER_ONLY, BASELINE = "learnt ranker, no generative model", "baseline"
 
 
 class BenchmarkConfig(BaseModel):
@@ -90,6 +94,7 @@ def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Pat
 
 def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, overrides: dict | None = None) -> dict:
     """Build SIDs, score baselines and the generative model on valid (and test); write table.md + metrics.json."""
+    started = time.perf_counter()
     cfg = load_config(config_path or Path(__file__).resolve().parents[1] / "configs" / "benchmark.yaml", overrides)
     bench = settings(cfg)
     out_dir = Path(out)
@@ -106,25 +111,40 @@ def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, o
         ranker = score_ranker({s: fit_split(splits, s) for s in scored}, splits, ks)
         for split in scored:
             results[split][RANKER_BASELINE] = ranker[split]
-    name = f"sidrec generative ({cfg.model.backbone})"
     generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir, valid_only)
-    rows = {name: ""}
+    backbone = cfg.model.backbone
+    rows: dict[str, tuple[str, str]] = {}  # row name -> (key suffix in `generative`, kind)
+    if "valid_one_model" in generative:
+        rows[f"generative only: {backbone}, one model (mean of {bench.ensemble_size} seeds)"] = ("_one_model", GEN)
+    else:
+        rows[f"generative only: {backbone}, one model (seed {cfg.train.seed})"] = ("", GEN)
     if "valid_ensemble" in generative:
-        name = f"sidrec generative ({cfg.model.backbone}, {bench.ensemble_size} seeds decoded together)"
-        rows[name] = "_ensemble"
+        rows[f"generative only: {backbone}, {bench.ensemble_size} seeds decoded together"] = ("_ensemble", GEN)
+    source = f"{bench.ensemble_size} seeds" if "valid_ensemble" in generative else "one model"
     if "valid_blend" in generative:
-        rows[f"{name} + last-item transitions (weight {generative['blend_weight']} chosen on valid)"] = "_blend"
+        name = f"generative {source} + last-item transitions, weight {generative['blend_weight']} chosen on valid"
+        rows[name] = ("_blend", BLEND)
     if "valid_rerank" in generative:
-        rows[f"{name} + co-occurrence candidates, LightGBM ranker (trained on valid)"] = "_rerank"
-    for row, suffix in rows.items():
+        name = f"generative {source} + co-occurrence candidates, LightGBM ranker trained on valid"
+        rows[name] = ("_rerank", RANKER)
+    for row, (suffix, _) in rows.items():
         for split in scored:
             results[split][row] = generative[f"{split}{suffix}"]
+    for split in scored:
+        for metrics in results[split].values():
+            add_standard_errors(metrics, len(splits[split]), ks)
     results["meta"] = {
         "sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
         "selected_epochs": generative["selected_epochs"],
         "blend_weights_on_valid": generative.get("blend_weights_on_valid"),
+        # which rows are the generative model alone (its list is the final list), which blend it with counts, and
+        # which put a learnt ranker after it; everything else is a baseline
+        "row_kinds": {row: BASELINE for row in results["valid"]}
+        | ({RANKER_BASELINE: RANKER_ONLY} if bench.rerank else {})
+        | {row: kind for row, (_, kind) in rows.items()},
         "config": cfg.model_dump(),
         "valid_only": valid_only,
+        "wall_seconds": round(time.perf_counter() - started, 1),  # the whole command, models reused or not
     }
     if not valid_only:
         results["meta"]["sid_map_test"] = json.loads((out_dir / "model_final_sid_map" / "metrics.json").read_text())
@@ -245,6 +265,25 @@ def score_models(cfg: Config, model_dirs: list[Path], examples: pd.DataFrame) ->
     return {**metrics, "train_seconds": _train_seconds(model_dirs), "models": len(model_dirs)}, candidates
 
 
+def seed_mean(per_seed: list[dict]) -> dict:
+    """One model's metrics averaged over seeds, with the seeds' standard deviation ("seed SD(HR@10)", ...) and
+    each seed's numbers ("seeds"): the single-model row, reported over more than one seed."""
+    keys = [k for k, v in per_seed[0].items() if isinstance(v, int | float)]
+    out: dict = {k: statistics.fmean(float(m[k]) for m in per_seed) for k in keys}
+    for k in [k for k in keys if k.startswith(("HR@", "NDCG@"))]:
+        out[f"seed SD({k})"] = statistics.stdev(float(m[k]) for m in per_seed) if len(per_seed) > 1 else 0.0
+    out["models"] = 1
+    out["seeds"] = [{k: m[k] for k in keys if k.startswith(("HR@", "NDCG@"))} for m in per_seed]
+    return out
+
+
+def add_standard_errors(metrics: dict, n_rows: int, ks: list[int]) -> None:
+    """SE(HR@k) = sqrt(p (1 - p) / n), the standard error of a hit rate over n independent rows (in place)."""
+    for k in ks:
+        p = float(metrics[f"HR@{k}"])
+        metrics[f"SE(HR@{k})"] = math.sqrt(p * (1 - p) / max(n_rows, 1))
+
+
 def benchmark_generative(
     cfg: Config,
     sidmap,
@@ -271,6 +310,8 @@ def benchmark_generative(
         bench.ensemble_jobs,
     )
     if members:
+        each = [out["valid"], *(score_models(cfg, [m], splits["valid"])[0] for m in members)]
+        out["valid_one_model"] = seed_mean(each)
         out["valid_ensemble"], candidates = score_models(cfg, [model_dir, *members], splits["valid"])
     test_candidates = None
     if not valid_only:
@@ -404,6 +445,7 @@ def final_test(
     out: dict = {"selected_epochs": epochs, "sid_version": sidmap.version}
     out["test"], candidates = score_models(cfg, [final_dir], splits["test"])
     if members:
+        out["test_one_model"] = seed_mean([out["test"], *(score_models(cfg, [m], splits["test"])[0] for m in members)])
         out["test_ensemble"], candidates = score_models(cfg, [final_dir, *members], splits["test"])
     if keep_candidates:
         out["test_candidates"] = candidates
@@ -420,13 +462,14 @@ def markdown_table(
         lines += [
             f"**{split}** ({'fit on train + valid' if split == 'test' else 'fit on train'})",
             "",
-            f"| model | {header} | invalid SIDs | {time_label} |",
-            "|---|" + "---|" * (2 * len(ks) + 2),
+            f"| model | {header} | SE(HR@{max(ks)}) | invalid SIDs | {time_label} |",
+            "|---|" + "---|" * (2 * len(ks) + 3),
         ]
         for name, m in results[split].items():
             lines.append(
                 f"| {name} | "
                 + " | ".join(f"{m[f'{k}@{n}']:.4f}" for n in ks for k in ("HR", "NDCG"))
+                + f" | {m.get(f'SE(HR@{max(ks)})', float('nan')):.4f}"
                 + f" | {m.get('invalid_rate', 0):.3f} | {m.get('train_seconds', 0):.0f} |"
             )
         lines.append("")

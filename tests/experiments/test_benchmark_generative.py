@@ -36,6 +36,9 @@ def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ra
         for row in (split, f"{split}_ensemble", f"{split}_blend", f"{split}_rerank"):
             assert 0.0 <= out[row]["HR@10"] <= 1.0 and out[row]["invalid_rate"] == 0.0
         assert out[f"{split}_ensemble"]["models"] == 2 and out[split]["models"] == 1
+        one = out[f"{split}_one_model"]  # the single-model row over both seeds: their mean and spread
+        assert len(one["seeds"]) == 2 and one["seeds"][0]["HR@10"] == out[split]["HR@10"]
+        assert one["HR@10"] == sum(seed["HR@10"] for seed in one["seeds"]) / 2 and one["seed SD(HR@10)"] >= 0.0
         assert out[f"{split}_rerank"]["train_seconds"] >= out[f"{split}_ensemble"]["train_seconds"]
     assert out["blend_weight"] in [float(w) for w in out["blend_weights_on_valid"]]
     assert "test_candidates" not in out

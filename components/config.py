@@ -99,6 +99,9 @@ class TrainConfig(_Section):
     weight_sid_title: float = 0.3
     weight_behaviour: float = 0.3
     include_titles_in_history: bool = False
+    # the runtime context line in next-item prompts (runtime.context): weekday, part of day, gap since the last
+    # event. Needs examples with clocks (built from events or Feast); served models then read it per request
+    context: bool = False
     # extra next-item examples with the history cut to its last 1..len-1 items, per next-item example
     weight_suffix_crops: float = 0.0
     # SID-level softmax: a SID token's loss is normalised over its level's codes only (not the 49k-token

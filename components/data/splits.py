@@ -29,10 +29,14 @@ def load_split_examples(splits_dir: str, split: str) -> pd.DataFrame:
     return frame[["user_id", "history", "target"]]
 
 
+EVENT_EXAMPLE_COLUMNS = ["user_id", "history", "target", "event_timestamp", "last_event_unix"]
+
+
 def examples_from_events(events: pd.DataFrame, max_history: int = 10) -> dict[str, pd.DataFrame]:
     """Chronological leave-last-out: per user the last event is test, the one before valid, earlier ones train.
 
-    Each example carries the target's event_timestamp so feature lookups can be point-in-time.
+    Each example carries the target's event_timestamp so feature lookups can be point-in-time, and the time of the
+    user's event before it (last_event_unix, as Feast's user_history holds it): the request context's clocks.
     """
     ordered = events.sort_values(["user_id", "event_timestamp"], kind="stable")
     rows: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
@@ -48,11 +52,10 @@ def examples_from_events(events: pd.DataFrame, max_history: int = 10) -> dict[st
                     "history": items[max(0, t - max_history) : t],
                     "target": items[t],
                     "event_timestamp": times[t],
+                    "last_event_unix": int(times[t - 1].timestamp()),
                 }
             )
-    return {
-        name: pd.DataFrame(r, columns=["user_id", "history", "target", "event_timestamp"]) for name, r in rows.items()
-    }
+    return {name: pd.DataFrame(r, columns=EVENT_EXAMPLE_COLUMNS) for name, r in rows.items()}
 
 
 SPLITS = ("train", "valid", "test")

@@ -67,8 +67,15 @@ _BRANDS = [
 ]
 
 
-def generate_synthetic(n_items: int = 300, n_users: int = 200, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (catalog, events) in the data contract, deterministic for a seed."""
+def generate_synthetic(
+    n_items: int = 300, n_users: int = 200, seed: int = 0, context_signal: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (catalog, events) in the data contract, deterministic for a seed.
+
+    With `context_signal`, the clock decides the step (runtime.context reads it): an event in the day (06-18 UTC)
+    continues the current cluster's order, one at night hops to the cluster's successor (each 90% of the time;
+    the other 10% is a popular item anywhere). A model that sees the request context can tell the two apart; one that
+    does not must spread its bet. The default data is unchanged."""
     rng = np.random.default_rng(seed)
     n_clusters = max(2, n_items // 15)
     cluster = np.sort(rng.integers(0, n_clusters, size=n_items))
@@ -106,6 +113,8 @@ def generate_synthetic(n_items: int = 300, n_users: int = 200, seed: int = 0) ->
             events.append({"user_id": f"u{u}", "item_id": f"i{item}", "event_timestamp": t, "event_type": "purchase"})
             t += pd.Timedelta(hours=int(rng.integers(1, 72)))
             r = rng.random()
+            if context_signal:  # the next event's part of day picks the step (docstring)
+                r = (0.0 if 6 <= t.hour < 18 else 0.6) if r < 0.9 else 0.9  # continue by day, hop at night
             if r < 0.6:  # next item in the cluster's order
                 pos += 1
             elif r < 0.85:  # hop to the cluster's successor

@@ -7,6 +7,7 @@ import time
 import pandas as pd
 
 from components.metrics import hit_overlap, hit_rate_ndcg
+from components.runtime.context import contexts_of
 from components.runtime.recommender import Recommender
 
 
@@ -23,8 +24,11 @@ def score_recommender(
     With a baseline's ranked lists for the same rows, also which rows each of them hits (metrics.hit_overlap at
     the largest k): two models with the same HR can hit different rows."""
     k = max(ks)
+    contexts = contexts_of(examples) if recommender.uses_context else None  # as each row's request would send
     t0 = time.perf_counter()
-    recs = recommender.recommend([list(h) for h in examples["history"]], k, prefixes, batch_size=batch_size)
+    recs = recommender.recommend(
+        [list(h) for h in examples["history"]], k, prefixes, contexts=contexts, batch_size=batch_size
+    )
     seconds = time.perf_counter() - t0
     ranked = [[item for item, _ in row][:k] for row in recs]
     metrics = list_metrics(ranked, examples["target"].astype(str).tolist(), ks, recommender.sidmap)

@@ -45,6 +45,7 @@ class UserFeatures:
     prefix_sid_version: str | None = None
     prefix_model_version: str | None = None
     rationale: str | None = None
+    last_event_unix: int | None = None  # the latest event's time: with the request time, the runtime context
 
     @property
     def known(self) -> bool:
@@ -142,4 +143,5 @@ class OnlineFeatures:
             prefix_sid_version=value.get("sid_version"),
             prefix_model_version=value.get("model_version"),
             rationale=value.get("rationale"),
+            last_event_unix=int(value["last_event_unix"]) if value.get("last_event_unix") is not None else None,
         )

@@ -16,6 +16,7 @@ import pandas as pd
 from components.config import ReasoningConfig
 from components.metrics import hit_rate_ndcg
 from components.reasoning.thinkahead import prefixes_by_user, think_ahead
+from components.runtime.context import contexts_of
 from components.runtime.recommender import Recommender
 
 log = logging.getLogger(__name__)
@@ -26,15 +27,16 @@ def reasoning_gate(served: Recommender, reasoner: Recommender, holdout: pd.DataF
     histories = [list(h) for h in holdout["history"]]
     targets = holdout["target"].astype(str).tolist()
     users = pd.DataFrame({"user_id": [f"row{i}" for i in range(len(holdout))], "history": histories})
+    contexts = contexts_of(holdout) if served.uses_context else None
     t0 = time.perf_counter()
-    full = served.recommend(histories, 10)
+    full = served.recommend(histories, 10, contexts=contexts)
     full_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     by_user = prefixes_by_user(think_ahead(reasoner, users, cfg))
     offline_s = time.perf_counter() - t0
     prefixes = [by_user.get(u) or None for u in users["user_id"]]
     t0 = time.perf_counter()
-    completed = served.recommend(histories, 10, prefixes)
+    completed = served.recommend(histories, 10, prefixes, contexts=contexts)
     online_s = time.perf_counter() - t0
     rows = max(len(holdout), 1)
     result = {

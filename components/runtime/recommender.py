@@ -30,6 +30,7 @@ import torch
 from components.errors import SidrecError
 from components.runtime.backbone import neutral_generation_config, resolve_device, resolve_dtype
 from components.runtime.beam import constrained_beam_search
+from components.runtime.context import RequestContext, context_texts
 from components.runtime.language import SidTrie, format_prompt, sid_token_ids
 from components.runtime.ranker import DIR_NAME as RANKER_DIR
 from components.runtime.ranker import RankerArtifact
@@ -136,6 +137,7 @@ class Recommender:
         blend_weight: float = 0.0,
         titles: dict[str, str] | None = None,
         info: dict | None = None,
+        uses_context: bool | None = None,
     ) -> None:
         self.models = list(models)
         if not self.models:
@@ -156,6 +158,10 @@ class Recommender:
         self.beam_size, self.max_k, self.blend_weight = beam_size, max_k, blend_weight
         self.titles = titles
         self.info = dict(info or {})
+        # whether the prompts carry the runtime context line: as the model was trained (sidrec_model.json)
+        self.uses_context = (
+            bool((self.info.get("train") or {}).get("context", False)) if uses_context is None else uses_context
+        )
         self.trie = SidTrie.from_sidmap(sidmap, tokenizer).to(self.device)
 
     # -- identity --------------------------------------------------------------------------------------------
@@ -289,17 +295,20 @@ class Recommender:
         return path
 
     # -- recommending ----------------------------------------------------------------------------------------
-    def prompts(self, histories: Sequence[Sequence[str]], contexts: Sequence[str | None] | None = None) -> list[str]:
-        """The prompts training built for these histories (and runtime contexts): runtime.language.format_prompt."""
-        contexts = contexts or [None] * len(histories)
-        return [format_prompt(list(h), self.sidmap, self.titles, c) for h, c in zip(histories, contexts, strict=True)]
+    def prompts(
+        self, histories: Sequence[Sequence[str]], contexts: Sequence[RequestContext | None] | None = None
+    ) -> list[str]:
+        """The prompts training built for these histories and request contexts (runtime.language.format_prompt,
+        runtime.context.context_text); a model trained without contexts ignores them."""
+        lines = context_texts(contexts if self.uses_context else None, len(histories))
+        return [format_prompt(list(h), self.sidmap, self.titles, c) for h, c in zip(histories, lines, strict=True)]
 
     def generate(
         self,
         histories: Sequence[Sequence[str]],
         width: int,
         prefixes: Sequence[Sequence[Sequence[int]] | None] | None = None,
-        contexts: Sequence[str | None] | None = None,
+        contexts: Sequence[RequestContext | None] | None = None,
         batch_size: int | None = None,
     ) -> Candidates:
         """The models' constrained beam: `width` (item, log-prob) per history, valid SIDs only, best first (fewer
@@ -331,7 +340,7 @@ class Recommender:
         histories: Sequence[Sequence[str]],
         k: int,
         prefixes: Sequence[Sequence[Sequence[int]] | None] | None = None,
-        contexts: Sequence[str | None] | None = None,
+        contexts: Sequence[RequestContext | None] | None = None,
         batch_size: int = 16,
     ) -> Candidates:
         """Top-k (item_id, score) per history, unique, valid catalog items only, best first: the beam of

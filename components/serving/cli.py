@@ -53,11 +53,12 @@ def recommend(
     k: int = typer.Option(10, "--k", "-k", help="How many items (1..serving.max_k)."),
     url: str = typer.Option(None, help="Triton host:port (default: serving.triton_url)."),
     protocol: str = typer.Option(None, help="grpc or http (default: serving.protocol)."),
+    at: int = typer.Option(None, help="The request's unix time for the runtime context (default: now)."),
     config: str = ConfigOpt,
 ) -> None:
     """Recommend k items for a user through the online store and Triton (with fallbacks)."""
     client = RecommenderClient(load_config(config), url, protocol)
     try:
-        typer.echo(json.dumps([asdict(r) for r in client.recommend(user_id, k)], indent=2))
+        typer.echo(json.dumps([asdict(r) for r in client.recommend(user_id, k, at_unix=at)], indent=2))
     finally:
         client.close()

@@ -41,6 +41,7 @@ from components.config import Config
 from components.errors import SidrecError
 from components.features.online import OnlineFeatures, UserFeatures
 from components.features.repo import repo_dir
+from components.runtime.context import RequestContext
 from components.runtime.language import decode_prefix
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,8 @@ class Features(Protocol):
     def user(self, user_id: str) -> UserFeatures: ...
 
 
-# (item ids, SIDs, scores, prefixes used) of one Triton answer, from (user, k, timeout in s)
-InferFn = Callable[[UserFeatures, int, float], tuple[list[str], list[str], list[float], bool]]
+# (item ids, SIDs, scores, prefixes used) of one Triton answer, from (user, k, timeout in s, request context)
+InferFn = Callable[[UserFeatures, int, float, RequestContext | None], tuple[list[str], list[str], list[float], bool]]
 
 
 class CircuitBreaker:
@@ -197,9 +198,11 @@ class RecommenderClient:
         infer: InferFn | None = None,
         catalog: tuple[list[str], dict[str, tuple[str, str]]] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """`features` (a factory of the online store reader), `infer` (the Triton call) and `catalog` (popularity
-        ranking, titles and SIDs) default to the deployment's own; unit tests pass fakes."""
+        ranking, titles and SIDs) default to the deployment's own; unit tests pass fakes. `clock` times budgets,
+        `wall_clock` (unix seconds) is a request's time in its runtime context."""
         self.cfg = cfg
         self.serving = cfg.serving
         self.url = url or cfg.serving.triton_url
@@ -210,7 +213,7 @@ class RecommenderClient:
         self._infer_fn = infer or self._infer
         self._client = None
         self._client_lock = threading.Lock()
-        self.clock = clock
+        self.clock, self.wall_clock = clock, wall_clock
         self.dependencies = {
             name: Dependency(CircuitBreaker(name, cfg.serving.breaker_failures, cfg.serving.breaker_reset_s, clock))
             for name in ("online store", "triton")
@@ -260,7 +263,7 @@ class RecommenderClient:
                     )
             return self._client
 
-    def _infer(self, user: UserFeatures, k: int, timeout: float):
+    def _infer(self, user: UserFeatures, k: int, timeout: float, context: RequestContext | None = None):
         tc, client = self._triton(timeout)
         inputs = [tc.InferInput("HISTORY", [1, len(user.history)], "BYTES"), tc.InferInput("K", [1, 1], "INT32")]
         inputs[0].set_data_from_numpy(np.array([[h.encode() for h in user.history]], dtype=np.object_))
@@ -271,6 +274,11 @@ class RecommenderClient:
             version = tc.InferInput("PREFIXES_VERSION", [1, 1], "BYTES")
             version.set_data_from_numpy(np.array([[(user.prefix_sid_version or "").encode()]], dtype=np.object_))
             inputs += [prefixes, version]
+        if context is not None:  # the model adds its context line when it was trained with one (runtime.context)
+            for name, value in (("REQUEST_UNIX", context.at_unix), ("LAST_EVENT_UNIX", context.last_event_unix or 0)):
+                tensor = tc.InferInput(name, [1, 1], "INT64")
+                tensor.set_data_from_numpy(np.array([[value]], dtype=np.int64))
+                inputs.append(tensor)
         kwargs = {"client_timeout": timeout} if self.protocol == "grpc" else {}
         result = client.infer(self.serving.model_name, inputs, **kwargs)
         ids = [v.decode() for v in result.as_numpy("ITEM_IDS").reshape(-1)]
@@ -284,8 +292,9 @@ class RecommenderClient:
         items = list(islice((i for i in self._popular if i not in exclude), k))
         return [Recommendation(i, self._titles[i][0], 0.0, self._titles[i][1], source) for i in items]
 
-    def recommend(self, user_id: str, k: int = 10) -> list[Recommendation]:
-        """Top-k items for a user, within serving.budget_s whatever is down (module docstring)."""
+    def recommend(self, user_id: str, k: int = 10, at_unix: int | None = None) -> list[Recommendation]:
+        """Top-k items for a user, within serving.budget_s whatever is down (module docstring). The request's
+        runtime context is its time (`at_unix`, default now) and the user's last event time from the online store."""
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= self.serving.max_k:
             raise BadRequest(f"k must be an integer in [1, {self.serving.max_k}] (serving.max_k), not {k!r}")
         if user_id is None or not str(user_id).strip():
@@ -301,11 +310,12 @@ class RecommenderClient:
         if not user.known:  # unknown user, or an online store that came back empty
             return self.popularity(k, source="cold-start")
         user = self._without_bad_prefixes(user)
+        context = RequestContext(int(self.wall_clock() if at_unix is None else at_unix), user.last_event_unix)
         delay = self.serving.backoff_s
         for attempt in range(self.serving.retries + 1):
             timeout = self._left(deadline, reserve=FALLBACK_SHARE)
             try:
-                ids, sids, scores, used = triton.call(lambda t=timeout: self._infer_fn(user, k, t), timeout)
+                ids, sids, scores, used = triton.call(lambda t=timeout: self._infer_fn(user, k, t, context), timeout)
                 break
             except Unavailable as exc:
                 last_try = attempt == self.serving.retries or not exc.retryable

@@ -14,19 +14,22 @@ import random
 import pandas as pd
 
 from components.config import TrainConfig
+from components.runtime.context import context_texts, contexts_of
 from components.runtime.language import format_prompt, sid_of
 from components.sids.sidmap import SidMap
 
 
 def next_item_examples(
-    examples: pd.DataFrame, sidmap: SidMap, titles: dict[str, str] | None = None, context_col: str | None = None
+    examples: pd.DataFrame, sidmap: SidMap, titles: dict[str, str] | None = None, context: bool = False
 ) -> list[tuple[str, str]]:
+    """The served prompt of each example -> its target's SID; with `context`, the prompt carries the example's
+    request context (runtime.context.contexts_of: its event time and the user's last event time before it)."""
+    lines = context_texts(contexts_of(examples) if context else None, len(examples))
     out = []
-    for row in examples.itertuples(index=False):
+    for row, line in zip(examples.itertuples(index=False), lines, strict=True):
         if row.target not in sidmap:
             continue
-        context = getattr(row, context_col) if context_col else None
-        out.append((format_prompt(list(row.history), sidmap, titles, context), sid_of(sidmap, row.target)))
+        out.append((format_prompt(list(row.history), sidmap, titles, line), sid_of(sidmap, row.target)))
     return out
 
 
@@ -84,7 +87,7 @@ def build_training_texts(
     """The weighted task mix, shuffled deterministically."""
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     history_titles = titles if cfg.include_titles_in_history else None
-    nxt = next_item_examples(examples, sidmap, history_titles)
+    nxt = next_item_examples(examples, sidmap, history_titles, cfg.context)
     n_next = max(1, int(round(len(nxt) * cfg.weight_next_item)))
     texts = (nxt * (1 + n_next // max(len(nxt), 1)))[:n_next] if nxt else []
     texts += suffix_crop_examples(

@@ -26,6 +26,7 @@ from components.config import Config, TrainConfig
 from components.logs import progress
 from components.metrics import hit_rate_ndcg
 from components.runtime.backbone import decoder_and_head, load_backbone, neutral_generation_config, token_logits
+from components.runtime.context import contexts_of
 from components.runtime.language import sid_token_ids
 from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, TITLES_FILE, Recommender
 from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
@@ -420,12 +421,19 @@ def train_model(
         histories = [list(h) for h in sample["history"]]
         targets = sample["target"].astype(str).tolist()
         served_titles = titles if cfg.train.include_titles_in_history else None
+        contexts = contexts_of(sample) if cfg.train.context else None
 
         def valid_fn(m) -> float:
-            recommender = Recommender([m], tokenizer, sidmap, beam_size=cfg.serving.beam_size, titles=served_titles)
-            ranked = [
-                [i for i, _ in row] for row in recommender.recommend(histories, 10, batch_size=cfg.eval.batch_size)
-            ]
+            recommender = Recommender(
+                [m],
+                tokenizer,
+                sidmap,
+                beam_size=cfg.serving.beam_size,
+                titles=served_titles,
+                uses_context=cfg.train.context,
+            )
+            rows = recommender.recommend(histories, 10, contexts=contexts, batch_size=cfg.eval.batch_size)
+            ranked = [[i for i, _ in row] for row in rows]
             return hit_rate_ndcg(ranked, targets, [10])["HR@10"]
 
     stats = train_causal_lm(

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from components.config import SidConfig, load_config
+from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.features.historical import build_training_examples
 from components.features.online import OnlineFeatures
@@ -52,6 +53,9 @@ def test_apply_materialize_and_online_reads_sqlite(world):
     online = OnlineFeatures(cfg)
     last = events.sort_values("event_timestamp").groupby("user_id").item_id.apply(list)
     assert online.user("u3").history == last["u3"][-10:]
+    last_time = events.groupby("user_id").event_timestamp.max()  # the gap of the runtime context is measured from it
+    assert online.user("u3").last_event_unix == int(last_time["u3"].timestamp())
+    assert online.user("nobody").last_event_unix is None
     u1 = online.user("u1")  # one feature-service read: history, prefixes as stored, their versions, the rationale
     assert u1.prefixes == ["1_2", "3_4"] and u1.prefix_sid_version == sidmap.version
     assert u1.prefix_model_version == "m1" and u1.rationale.startswith("Because")
@@ -72,8 +76,12 @@ def test_point_in_time_history_excludes_the_target_and_later(world):
     examples = build_training_examples(cfg, entity)
     items = user.item_id.tolist()
     assert len(examples) == len(items) - 1
+    times = [int(t.timestamp()) for t in user.event_timestamp]
     for n, row in enumerate(examples.itertuples(), start=1):
         assert row.history == items[max(0, n - 10) : n] and row.target == items[n]
+        assert row.last_event_unix == times[n - 1]  # the request context's gap: from the event before the target
+    from_events = pd.concat(examples_from_events(events[events.user_id == "u5"], 10).values())
+    assert sorted(from_events.last_event_unix) == sorted(examples.last_event_unix)  # both example builders agree
 
 
 @pytest.mark.integration

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from components.config import load_config
 from components.features.online import UserFeatures
+from components.runtime.context import RequestContext
 from components.serving.client import (
     FALLBACK_SHARE,
     BadRequest,
@@ -65,8 +67,9 @@ class FakeTriton:
     def __init__(self, delay: float = 0.0, fail: int = 0):
         self.delay, self.fail, self.calls, self.timeouts = delay, fail, 0, []
 
-    def __call__(self, user: UserFeatures, k: int, timeout: float):
+    def __call__(self, user: UserFeatures, k: int, timeout: float, context=None):
         self.calls += 1
+        self.context = context
         self.timeouts.append(timeout)
         time.sleep(self.delay)
         if self.calls <= self.fail:
@@ -299,3 +302,19 @@ def test_well_formed_prefixes_are_sent_as_stored():
     c.recommend("u", 5)
     assert triton.prefixes == ["1_2", "3_4"]
     c.close()
+
+
+def test_each_request_sends_its_time_and_the_users_last_event_time_as_context():
+    class ClockedStore(FakeStore):
+        def user(self, user_id: str) -> UserFeatures:
+            return replace(super().user(user_id), last_event_unix=1_700_000_000)
+
+    triton = FakeTriton()
+    cfg = load_config(None)
+    c = RecommenderClient(
+        cfg, features=lambda: ClockedStore(HISTORY), infer=triton, catalog=CATALOG, wall_clock=lambda: 1_700_086_400.7
+    )
+    c.recommend("u", k=3)
+    assert triton.context == RequestContext(1_700_086_400, 1_700_000_000)  # now, and the gap's start from Feast
+    c.recommend("u", k=3, at_unix=1_800_000_000)  # a replayed request keeps its own time
+    assert triton.context == RequestContext(1_800_000_000, 1_700_000_000)

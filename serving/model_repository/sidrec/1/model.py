@@ -5,6 +5,9 @@ recommender's own directory (runtime.Recommender.save_pretrained) plus ./runtime
 package, so the backend runs exactly the library's runtime core: all valid requests of a dynamic batch go through
 ONE Recommender.recommend call (one prompt pass, one decode step per SID level, then the served stage).
 
+A request may carry its runtime context, REQUEST_UNIX and LAST_EVENT_UNIX: the prompt then gets the context line
+training wrote for the same clocks (runtime.context), when the model was trained with contexts.
+
 Each request is parsed and checked on its own: a malformed one (bad K, undecodable history or prefix) gets its
 own error and never fails the others of its batch. Prefixes computed for a SID map of another lineage (another
 build; a refresh keeps every code, so its prefixes stay valid) are ignored (the request is fully decoded) and
@@ -30,12 +33,14 @@ class TritonPythonModel:
         import torch
 
         from components.logs import quiet_third_party
+        from components.runtime.context import RequestContext
         from components.runtime.language import decode_prefix, sid_of
         from components.runtime.recommender import Recommender
         from components.sids.sidmap import lineage
 
         quiet_third_party()
         self.decode_prefix, self.sid_of, self.lineage = decode_prefix, sid_of, lineage
+        self.RequestContext = RequestContext
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         use_gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
@@ -57,8 +62,26 @@ class TritonPythonModel:
         except Exception:  # noqa: BLE001 - an older backend without custom metrics
             self.stale_family = self.stale_metric = None
 
+    def _context(self, request):
+        """The request's RequestContext from REQUEST_UNIX (and LAST_EVENT_UNIX), or None without REQUEST_UNIX."""
+        at_tensor = pb_utils.get_input_tensor_by_name(request, "REQUEST_UNIX")
+        if at_tensor is None:
+            return None
+        last_tensor = pb_utils.get_input_tensor_by_name(request, "LAST_EVENT_UNIX")
+        values = [at_tensor.as_numpy().reshape(-1)] + (
+            [last_tensor.as_numpy().reshape(-1)] if last_tensor is not None else []
+        )
+        if any(len(v) != 1 for v in values):
+            raise RequestError("REQUEST_UNIX and LAST_EVENT_UNIX must hold one value each")
+        at = int(values[0][0])
+        last = int(values[1][0]) if len(values) > 1 and int(values[1][0]) > 0 else None  # 0: no earlier event
+        if at <= 0:
+            raise RequestError(f"REQUEST_UNIX must be a positive unix time in seconds, got {at}")
+        return self.RequestContext(at, last)
+
     def _parse(self, request):
-        """(history, k, prefixes or None) of one request; RequestError with a message for anything malformed."""
+        """(history, k, prefixes or None, context or None) of one request; RequestError with a message for anything
+        malformed."""
         history_tensor = pb_utils.get_input_tensor_by_name(request, "HISTORY")
         k_tensor = pb_utils.get_input_tensor_by_name(request, "K")
         if history_tensor is None or k_tensor is None:
@@ -91,7 +114,7 @@ class TritonPythonModel:
                     raise RequestError(
                         f"PREFIXES must all have the same length, below {self.recommender.sidmap.n_levels} codes"
                     )
-        return history, k, prefixes
+        return history, k, prefixes, self._context(request)
 
     def _stale(self, version):
         self.stale_prefixes += 1
@@ -115,11 +138,12 @@ class TritonPythonModel:
             except RequestError as exc:
                 responses[index] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
         if parsed:
-            histories = [history for _, history, _, _ in parsed]
-            prefixes = [p for _, _, _, p in parsed]
+            histories = [history for _, history, _, _, _ in parsed]
+            prefixes = [p for _, _, _, p, _ in parsed]
+            contexts = [c for *_, c in parsed]
             try:
                 rows = self.recommender.recommend(
-                    histories, max(k for _, _, k, _ in parsed), prefixes, batch_size=len(parsed)
+                    histories, max(k for _, _, k, _, _ in parsed), prefixes, contexts=contexts, batch_size=len(parsed)
                 )
             except Exception as exc:  # noqa: BLE001 - the batch failed as a whole: each request says why
                 error = pb_utils.TritonError(f"sidrec could not serve this batch: {type(exc).__name__}: {exc}")
@@ -127,7 +151,7 @@ class TritonPythonModel:
                     responses[index] = pb_utils.InferenceResponse(error=error)
                 return responses
             sidmap = self.recommender.sidmap
-            for (index, _, k, used), row in zip(parsed, rows, strict=True):
+            for (index, _, k, used, _), row in zip(parsed, rows, strict=True):
                 row = row[:k]
                 responses[index] = pb_utils.InferenceResponse(
                     output_tensors=[

@@ -68,13 +68,12 @@ class TritonPythonModel:
         if at_tensor is None:
             return None
         last_tensor = pb_utils.get_input_tensor_by_name(request, "LAST_EVENT_UNIX")
-        values = [at_tensor.as_numpy().reshape(-1)] + (
-            [last_tensor.as_numpy().reshape(-1)] if last_tensor is not None else []
-        )
-        if any(len(v) != 1 for v in values):
+        at_values = at_tensor.as_numpy().reshape(-1)
+        last_values = last_tensor.as_numpy().reshape(-1) if last_tensor is not None else np.zeros(1, np.int64)
+        if len(at_values) != 1 or len(last_values) != 1:
             raise RequestError("REQUEST_UNIX and LAST_EVENT_UNIX must hold one value each")
-        at = int(values[0][0])
-        last = int(values[1][0]) if len(values) > 1 and int(values[1][0]) > 0 else None  # 0: no earlier event
+        at, last = int(at_values[0]), int(last_values[0])
+        last = last if last > 0 else None  # LAST_EVENT_UNIX 0 or absent: no earlier event
         if at <= 0:
             raise RequestError(f"REQUEST_UNIX must be a positive unix time in seconds, got {at}")
         return self.RequestContext(at, last)

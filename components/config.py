@@ -102,6 +102,11 @@ class TrainConfig(_Section):
     # the runtime context line in next-item prompts (runtime.context): weekday, part of day, gap since the last
     # event. Needs examples with clocks (built from events or Feast); served models then read it per request
     context: bool = False
+    # count distillation: this share of each next-item target moves from the target's SID to a count teacher's
+    # (the last item's successors among the training examples, the row's own transition left out), level by level
+    # given the target's SID prefix (training.examples.count_soft_targets). Rows whose last item has no other
+    # recorded successor keep the one-hot target. 0: the target alone
+    count_distill: float = Field(0.0, ge=0, lt=1)
     # extra next-item examples with the history cut to its last 1..len-1 items, per next-item example
     weight_suffix_crops: float = 0.0
     # SID-level softmax: a SID token's loss is normalised over its level's codes only (not the 49k-token

@@ -15,7 +15,8 @@ import pandas as pd
 
 from components.config import TrainConfig
 from components.runtime.context import context_texts, contexts_of
-from components.runtime.language import format_prompt, sid_of
+from components.runtime.language import format_prompt, sid_of, sid_token
+from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 
 
@@ -30,6 +31,55 @@ def next_item_examples(
         if row.target not in sidmap:
             continue
         out.append((format_prompt(list(row.history), sidmap, titles, line), sid_of(sidmap, row.target)))
+    return out
+
+
+SoftTargets = dict[tuple[str, str], list[dict[str, float]]]
+
+
+def count_soft_targets(
+    examples: pd.DataFrame,
+    sidmap: SidMap,
+    share: float,
+    titles: dict[str, str] | None = None,
+    context: bool = False,
+) -> SoftTargets:
+    """Count distillation targets for the next-item pairs of `examples` (as next_item_examples writes them):
+    {(prompt, completion): one {SID token: weight} per SID level}, the weights of a level summing to `share`.
+
+    Why: the generator alone ranked worse than counting last-item transitions, and a one-hot target teaches one
+    successor per row where the counts know several. The teacher is the last item's successors among these
+    examples (TransitionTable), the row's own transition left out so that it never just repeats the label; at
+    level l its mass is taken over the items that share the target's first l codes (what the model conditions on
+    under teacher forcing), normalised, and given `share` of the level's target. A level where the teacher has no
+    such item is left out (the pair keeps the one-hot target there); rows it knows nothing about are absent.
+    """
+    if share <= 0 or not len(examples):
+        return {}
+    rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
+    table = TransitionTable.from_examples(rows["history"], rows["target"].astype(str))
+    pairs = next_item_examples(rows, sidmap, titles, context)
+    out: SoftTargets = {}
+    for (prompt, completion), history, target in zip(pairs, rows["history"], rows["target"].astype(str), strict=True):
+        successors = table.successors.get(str(history[-1])) if len(history) else None
+        if not successors or (prompt, completion) in out:
+            continue
+        counts = {item: n - (item == target) for item, n in successors.items() if item in sidmap}
+        counts = {item: n for item, n in counts.items() if n > 0}
+        if not counts:
+            continue
+        gold = sidmap.codes_of(target)
+        levels = []
+        for level in range(sidmap.n_levels):
+            mass: dict[str, float] = {}
+            for item, n in counts.items():
+                codes = sidmap.codes_of(item)
+                if codes[:level] == gold[:level]:
+                    token = sid_token(level, codes[level])
+                    mass[token] = mass.get(token, 0.0) + n
+            total = sum(mass.values())
+            levels.append({token: share * m / total for token, m in mass.items()} if total else {})
+        out[(prompt, completion)] = levels
     return out
 
 

@@ -33,7 +33,7 @@ from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 from components.training import distributed
-from components.training.examples import build_training_texts
+from components.training.examples import build_training_texts, count_soft_targets
 from components.training.vocab import add_sid_tokens
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,46 @@ def _batch(
     return input_ids, mask, labels
 
 
+Soft = list[tuple[int, list[int], list[float]]]  # (position in ids, token ids, weights) of one example
+
+
+def soft_positions(
+    tokenizer, examples: list[tuple[str, str]], data: list[tuple[list[int], int]], soft_targets: dict
+) -> list[Soft | None]:
+    """Per tokenized example, its soft targets (training.examples.count_soft_targets: one {token: weight} per
+    completion token) placed at the completion tokens' positions in its ids; None where it has none."""
+    out: list[Soft | None] = []
+    for pair, (ids, n_prompt) in zip(examples, data, strict=True):
+        levels = soft_targets.get(tuple(pair))
+        if not levels:
+            out.append(None)
+            continue
+        n_completion = len(ids) - n_prompt
+        out.append(
+            [
+                (len(ids) - n_completion + j, tokenizer.convert_tokens_to_ids(list(level)), list(level.values()))
+                for j, level in enumerate(levels[:n_completion])
+                if level
+            ]
+        )
+    return out
+
+
+def _soft_batch(items: list[Soft | None], width: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """[batch, width, K] token ids and weights of the soft targets at each position (weight 0 where none), or
+    None for a batch without any."""
+    k = max((len(ids) for soft in items if soft for _, ids, _ in soft), default=0)
+    if k == 0:
+        return None
+    soft_ids = torch.zeros((len(items), width, k), dtype=torch.long)
+    soft_w = torch.zeros((len(items), width, k), dtype=torch.float32)
+    for r, soft in enumerate(items):
+        for position, ids, weights in soft or []:
+            soft_ids[r, position, : len(ids)] = torch.tensor(ids)
+            soft_w[r, position, : len(ids)] = torch.tensor(weights)
+    return soft_ids, soft_w
+
+
 def completion_loss(
     model,
     input_ids: torch.Tensor,
@@ -75,22 +115,42 @@ def completion_loss(
     labels: torch.Tensor,
     sid_table: torch.Tensor | None = None,
     reduction: str = "mean",
+    soft: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Next-token cross-entropy over completion tokens only (output layer at those positions only): their mean,
     or with reduction "sum" their sum (what a distributed step divides by the global token count).
 
     With `sid_table` ([levels, codes] token ids, -1 padding, see language.sid_token_ids) a SID target is scored
-    against its own level's codes only; other targets (titles) keep the full-vocabulary softmax.
+    against its own level's codes only; other targets (titles) keep the full-vocabulary softmax. With `soft`
+    (_soft_batch: token ids and weights per position) a position's target is 1 - sum(weights) on its label and
+    the weights on those tokens (count distillation); positions without weights keep the one-hot target.
     """
     base, head = decoder_and_head(model)
     hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
     target = labels[:, 1:]
     select = target != -100
     hidden, target = hidden[:, :-1][select], target[select]
+    soft_ids = soft_w = None
+    if soft is not None:
+        soft_ids, soft_w = (t[:, 1:][select] for t in soft)
     if sid_table is None:
-        return torch.nn.functional.cross_entropy(head(hidden).float(), target, reduction=reduction)
-    total = _sid_level_loss(head, hidden, target, sid_table)
+        if soft_ids is None:
+            return torch.nn.functional.cross_entropy(head(hidden).float(), target, reduction=reduction)
+        logp = torch.log_softmax(head(hidden).float(), -1)
+        nll = _soft_nll(logp, target, soft_ids, soft_w)
+        return nll.sum() if reduction == "sum" else nll.mean()
+    total = _sid_level_loss(head, hidden, target, sid_table, soft_ids, soft_w)
     return total if reduction == "sum" else total / max(int(target.numel()), 1)
+
+
+def _soft_nll(
+    logp: torch.Tensor, target: torch.Tensor, soft_ids: torch.Tensor | None, soft_w: torch.Tensor | None
+) -> torch.Tensor:
+    """Per row: -(1 - sum w) log p(target) - sum_k w_k log p(soft_k), over log-probabilities `logp` [n, V]."""
+    gold = -logp.gather(1, target.unsqueeze(1)).squeeze(1)
+    if soft_ids is None:
+        return gold
+    return (1 - soft_w.sum(1)) * gold - (soft_w * logp.gather(1, soft_ids)).sum(1)
 
 
 class CompletionLoss(torch.nn.Module):
@@ -100,12 +160,20 @@ class CompletionLoss(torch.nn.Module):
         super().__init__()
         self.model, self.sid_table = model, sid_table
 
-    def forward(self, input_ids, mask, labels, reduction: str = "mean") -> torch.Tensor:
-        return completion_loss(self.model, input_ids, mask, labels, self.sid_table, reduction)
+    def forward(self, input_ids, mask, labels, reduction: str = "mean", soft=None) -> torch.Tensor:
+        return completion_loss(self.model, input_ids, mask, labels, self.sid_table, reduction, soft)
 
 
-def _sid_level_loss(head, hidden: torch.Tensor, target: torch.Tensor, sid_table: torch.Tensor) -> torch.Tensor:
-    """The summed SID-level (and full-vocabulary, for other targets) cross-entropy."""
+def _sid_level_loss(
+    head,
+    hidden: torch.Tensor,
+    target: torch.Tensor,
+    sid_table: torch.Tensor,
+    soft_ids: torch.Tensor | None = None,
+    soft_w: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The summed SID-level (and full-vocabulary, for other targets) cross-entropy; soft targets (token ids of
+    the same level) as in completion_loss."""
     total = hidden.new_zeros((), dtype=torch.float32)
     is_sid = torch.zeros_like(target, dtype=torch.bool)
     for level_ids in sid_table:
@@ -115,8 +183,13 @@ def _sid_level_loss(head, hidden: torch.Tensor, target: torch.Tensor, sid_table:
         if not here.any():
             continue
         is_sid |= here
-        logits = token_logits(head, hidden[here], level_ids).float()
-        total = total + torch.nn.functional.cross_entropy(logits, match[here].long().argmax(1), reduction="sum")
+        logp = torch.log_softmax(token_logits(head, hidden[here], level_ids).float(), -1)
+        codes = ids = weights = None
+        if soft_ids is not None:  # token ids -> this level's code indices (weights of other tokens dropped)
+            ids, weights = soft_ids[here], soft_w[here]
+            found = ids.unsqueeze(-1) == level_ids  # [n, K, codes]
+            codes, weights = found.long().argmax(-1), torch.where(found.any(-1), weights, 0.0)
+        total = total + _soft_nll(logp, match[here].long().argmax(1), codes, weights).sum()
     if (~is_sid).any():
         rest = head(hidden[~is_sid]).float()
         total = total + torch.nn.functional.cross_entropy(rest, target[~is_sid], reduction="sum")
@@ -189,6 +262,7 @@ def train_causal_lm(
     new_token_ids: list[int] | None = None,
     max_length: int = 256,
     sid_table: torch.Tensor | None = None,
+    soft_targets: dict | None = None,
 ) -> dict:
     """Completion-only training with token warm-up, grad accumulation, exact checkpoints/resume and curves, in one
     process or under torchrun (training.distributed: DDP over the same model, each global batch split by rank,
@@ -196,15 +270,21 @@ def train_causal_lm(
 
     valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept.
     sid_table (language.sid_token_ids) switches SID targets to the SID-level softmax (TrainConfig.sid_softmax).
+    soft_targets ({(prompt, completion): one {token: weight} per completion token}, training.examples.
+    count_soft_targets) move those weights of an example's target onto those tokens (TrainConfig.count_distill).
     Only the parameters that require grad when training starts are trained (a LoRA model's adapters and new SID
     rows; everything for a full fine-tune); during the token warm-up only the embedding rows among them.
     Returns {"history", "best_valid", "train_seconds", "tokens", "steps", ...}.
     """
     with training_dropout(model, cfg.dropout):
-        return _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table)
+        return _train(
+            model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table, soft_targets
+        )
 
 
-def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table) -> dict:
+def _train(
+    model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table, soft_targets
+) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -214,6 +294,7 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
     model.to(device)
     sid_table = sid_table.to(device) if sid_table is not None else None
     data = tokenize_pairs(tokenizer, examples, max_length)
+    soft = soft_positions(tokenizer, examples, data, soft_targets) if soft_targets else [None] * len(data)
     n_batches = math.ceil(len(data) / cfg.batch_size)
     steps_per_epoch = max(1, n_batches // cfg.grad_accum)
     total_steps = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))  # the schedule's length
@@ -297,16 +378,25 @@ def _train(model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, ma
                 idx = order[start + micro * cfg.batch_size : start + (micro + 1) * cfg.batch_size]
                 if not idx:
                     continue
-                batch = _batch([data[i] for i in idx[ctx.rank :: ctx.world_size]], pad, learn_in_prompt)
+                mine = idx[ctx.rank :: ctx.world_size]
+                batch = _batch([data[i] for i in mine], pad, learn_in_prompt)
                 input_ids, mask, labels = (t.to(device, non_blocking=True) for t in batch)
+                soft_batch = _soft_batch([soft[i] for i in mine], input_ids.shape[1])
+                if soft_batch is not None:
+                    soft_batch = tuple(t.to(device, non_blocking=True) for t in soft_batch)
                 tokens += int(batch[1].sum())  # counted on the host copy: no device sync
                 with autocast:
                     if ctx.distributed:  # the global mean: local sum over all ranks' completion tokens
                         local = int((batch[2][:, 1:] != -100).sum())
                         count = distributed.all_sum([local], device)[0]
-                        loss = ddp(input_ids, mask, labels, "sum") * ctx.world_size / max(count, 1) / cfg.grad_accum
+                        loss = (
+                            ddp(input_ids, mask, labels, "sum", soft_batch)
+                            * ctx.world_size
+                            / max(count, 1)
+                            / cfg.grad_accum
+                        )
                     else:
-                        loss = ddp(input_ids, mask, labels) / cfg.grad_accum
+                        loss = ddp(input_ids, mask, labels, "mean", soft_batch) / cfg.grad_accum
                 loss.backward()
                 value = float(loss.detach())
                 loss_value += distributed.all_sum([value], device)[0] / ctx.world_size if ctx.distributed else value
@@ -410,6 +500,10 @@ def train_model(
     sid_table = sid_token_ids(tokenizer, sidmap) if cfg.train.sid_softmax else None
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)
+    history_titles = titles if cfg.train.include_titles_in_history else None
+    soft_targets = count_soft_targets(
+        train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context
+    )
     if cfg.train.lora:  # adapters + the SID rows (all of them when warm-starting: they keep learning)
         rows = new_ids or [int(i) for i in sid_token_ids(tokenizer, sidmap).flatten() if i >= 0]
         model = with_lora(model, cfg.train.lora_rank, rows)
@@ -437,7 +531,16 @@ def train_model(
             return hit_rate_ndcg(ranked, targets, [10])["HR@10"]
 
     stats = train_causal_lm(
-        model, tokenizer, texts, cfg.train, out_dir / "work", valid_fn, new_ids, cfg.model.max_length, sid_table
+        model,
+        tokenizer,
+        texts,
+        cfg.train,
+        out_dir / "work",
+        valid_fn,
+        new_ids,
+        cfg.model.max_length,
+        sid_table,
+        soft_targets,
     )
     full_state = None
     if cfg.train.sharding == "fsdp" and distributed.context().distributed:  # every rank sends rank 0 its shards

@@ -1,0 +1,109 @@
+"""Count distillation (TrainConfig.count_distill): the teacher's soft targets and the loss that uses them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from components.config import load_config
+from components.runtime.backbone import load_backbone
+from components.runtime.language import format_prompt, sid_of, sid_token, sid_token_ids
+from components.sids.sidmap import SidMap
+from components.training.examples import count_soft_targets
+from components.training.train import (
+    _batch,
+    _soft_batch,
+    completion_loss,
+    soft_positions,
+    tokenize_pairs,
+)
+from components.training.vocab import add_sid_tokens
+
+# four items; b and c share their first code, d shares nothing with them
+SIDMAP = SidMap(
+    item_ids=["a", "b", "c", "d"],
+    codes=np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [2, 0, 0]]),
+    codebook_sizes=[3, 2, 1],
+    version="t",
+)
+
+
+def _rows(*pairs: tuple[list[str], str]) -> pd.DataFrame:
+    return pd.DataFrame({"history": [h for h, _ in pairs], "target": [t for _, t in pairs]})
+
+
+def test_teacher_leaves_the_row_out_and_conditions_on_the_target_prefix():
+    # after a: b twice, c once, d once
+    rows = _rows((["a"], "b"), (["x", "a"], "b"), (["a"], "c"), (["a"], "d"))
+    soft = count_soft_targets(rows, SIDMAP, 0.5)
+    levels = soft[(format_prompt(["a"], SIDMAP), sid_of(SIDMAP, "b"))]
+    # the row a->b is left out: b 1, c 1, d 1 remain
+    assert levels[0] == pytest.approx({sid_token(0, 1): 0.5 * 2 / 3, sid_token(0, 2): 0.5 / 3})
+    # level 1 given the target's first code 1: b and c, one each
+    assert levels[1] == pytest.approx({sid_token(1, 0): 0.25, sid_token(1, 1): 0.25})
+    # level 2 given (1, 0): only b
+    assert levels[2] == pytest.approx({sid_token(2, 0): 0.5})
+    to_d = soft[(format_prompt(["a"], SIDMAP), sid_of(SIDMAP, "d"))]
+    assert to_d[0] == pytest.approx({sid_token(0, 1): 0.5})  # b twice + c once, all on code 1
+    assert to_d[1] == {} and to_d[2] == {}  # nothing else starts with d's code 2: one-hot there
+    for levels in soft.values():
+        assert all(sum(level.values()) == pytest.approx(0.5) for level in levels if level)
+
+
+def test_rows_the_teacher_cannot_inform_are_absent():
+    rows = _rows((["a"], "b"), (["b"], "c"), (["c"], "unknown"))
+    assert count_soft_targets(rows, SIDMAP, 0.5) == {}  # each last item has only the row's own successor
+    assert count_soft_targets(_rows((["a"], "b"), (["a"], "c")), SIDMAP, 0.0) == {}
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer():
+    cfg = load_config(None, overrides={"model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1}})
+    model, tokenizer = load_backbone(cfg.model)
+    new_ids = add_sid_tokens(model, tokenizer, SIDMAP)
+    torch.manual_seed(0)
+    with torch.no_grad():  # distinct SID rows: the codes' probabilities differ, so soft and one-hot targets do
+        model.get_input_embeddings().weight[new_ids] = torch.randn(len(new_ids), 32)
+        model.get_output_embeddings().weight[new_ids] = torch.randn(len(new_ids), 32)
+    return model.eval(), tokenizer
+
+
+@pytest.mark.parametrize("sid_softmax", [False, True])
+def test_soft_loss_is_the_cross_entropy_with_the_mixed_target(model_and_tokenizer, sid_softmax):
+    model, tokenizer = model_and_tokenizer
+    # different prompts: over rows of one prompt, leave-one-out soft targets add up to the one-hot ones
+    rows = _rows((["d", "a"], "b"), (["b", "a"], "c"), (["a"], "d"), (["b"], "a"))
+    soft = count_soft_targets(rows, SIDMAP, 0.4)
+    pairs = [
+        (format_prompt(h, SIDMAP), sid_of(SIDMAP, t)) for h, t in zip(rows["history"], rows["target"], strict=True)
+    ]
+    data = tokenize_pairs(tokenizer, pairs, 64)
+    ids, mask, labels = _batch(data, 0)
+    placed = soft_positions(tokenizer, pairs, data, soft)
+    assert placed[3] is None  # b -> a: the teacher knows no other successor of b
+    table = sid_token_ids(tokenizer, SIDMAP) if sid_softmax else None
+    with torch.no_grad():
+        got = completion_loss(model, ids, mask, labels, table, soft=_soft_batch(placed, ids.shape[1]))
+        plain = completion_loss(model, ids, mask, labels, table)
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    # by hand: each completion position's target distribution over the tokens it is normalised over
+    losses = []
+    for r, (_, completion) in enumerate(pairs):
+        levels = soft.get(pairs[r], [{}] * 3)
+        n = int(mask[r].sum())
+        for j, token in enumerate(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(completion))):
+            position = n - 3 + j
+            support = table[j][table[j] >= 0] if sid_softmax else torch.arange(logits.shape[-1])
+            logp = torch.log_softmax(logits[r, position - 1, support], -1)
+            index = {int(t): k for k, t in enumerate(support)}
+            mixed = torch.zeros_like(logp)
+            mixed[index[token]] = 1 - sum(levels[j].values())
+            for name, weight in levels[j].items():
+                mixed[index[tokenizer.convert_tokens_to_ids(name)]] += weight
+            losses.append(-(mixed * logp).sum())
+    torch.testing.assert_close(got, torch.stack(losses).mean(), rtol=1e-4, atol=1e-5)
+    assert abs(float(got) - float(plain)) > 1e-3  # the soft part changes the loss
+    none = _soft_batch([None] * len(pairs), ids.shape[1])
+    assert none is None

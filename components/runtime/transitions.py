@@ -58,6 +58,14 @@ class TransitionTable:
         total = sum(row.values())
         return {item: count / total for item, count in row.items()}
 
+    def other_successors(self, last_item: str | None, target: str) -> dict[str, int]:
+        """The counts after `last_item` with one last -> target transition taken out (the row's own, when the
+        row is among the counted examples) and items left without any count dropped: what a count teacher may
+        tell a row beyond its own label."""
+        row = self.successors.get(last_item) if last_item is not None else None
+        counts = {item: n - (item == target) for item, n in (row or {}).items()}
+        return {item: n for item, n in counts.items() if n > 0}
+
     def save(self, path: Path) -> Path:
         """Write atomically (temp file + rename): a reader sees the old table or the new one, never half."""
         path = Path(path)

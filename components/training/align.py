@@ -152,13 +152,11 @@ def teacher_preferences(
     width = max(len(c) for c in candidates)
     out = torch.zeros((len(candidates), width))
     for r, (history, items, target) in enumerate(zip(histories, candidates, targets, strict=True)):
-        row = table.successors.get(history[-1]) if history else None
-        if not row:
-            continue
-        counts = [row.get(item, 0) - (1 if item == target else 0) for item in items]
+        others = table.other_successors(history[-1] if history else None, target)
+        counts = [others.get(item, 0) for item in items]
         total = sum(counts)
         if total > 0:
-            out[r, : len(items)] = torch.tensor([max(c, 0) / total for c in counts])
+            out[r, : len(items)] = torch.tensor([c / total for c in counts])
     return out
 
 

@@ -57,15 +57,15 @@ def count_soft_targets(
     if share <= 0 or not len(examples):
         return {}
     rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
-    table = TransitionTable.from_examples(rows["history"], rows["target"].astype(str))
+    targets = rows["target"].astype(str)
+    table = TransitionTable.from_examples(rows["history"], targets)
     pairs = next_item_examples(rows, sidmap, titles, context)
     out: SoftTargets = {}
-    for (prompt, completion), history, target in zip(pairs, rows["history"], rows["target"].astype(str), strict=True):
-        successors = table.successors.get(str(history[-1])) if len(history) else None
-        if not successors or (prompt, completion) in out:
+    for (prompt, completion), history, target in zip(pairs, rows["history"], targets, strict=True):
+        if (prompt, completion) in out:
             continue
-        counts = {item: n - (item == target) for item, n in successors.items() if item in sidmap}
-        counts = {item: n for item, n in counts.items() if n > 0}
+        last = str(history[-1]) if len(history) else None
+        counts = {item: n for item, n in table.other_successors(last, target).items() if item in sidmap}
         if not counts:
             continue
         gold = sidmap.codes_of(target)

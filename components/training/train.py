@@ -184,11 +184,10 @@ def _sid_level_loss(
             continue
         is_sid |= here
         logp = torch.log_softmax(token_logits(head, hidden[here], level_ids).float(), -1)
-        codes = ids = weights = None
+        codes = weights = None
         if soft_ids is not None:  # token ids -> this level's code indices (weights of other tokens dropped)
-            ids, weights = soft_ids[here], soft_w[here]
-            found = ids.unsqueeze(-1) == level_ids  # [n, K, codes]
-            codes, weights = found.long().argmax(-1), torch.where(found.any(-1), weights, 0.0)
+            found = soft_ids[here].unsqueeze(-1) == level_ids  # [n, K, codes]
+            codes, weights = found.long().argmax(-1), torch.where(found.any(-1), soft_w[here], 0.0)
         total = total + _soft_nll(logp, match[here].long().argmax(1), codes, weights).sum()
     if (~is_sid).any():
         rest = head(hidden[~is_sid]).float()

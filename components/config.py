@@ -128,6 +128,10 @@ class TrainConfig(_Section):
     # mid-run (epoch 11 of 16) was reached with the learning rate still high; replaying it on more data means the
     # same schedule stopped at the same epoch, not a shorter schedule that decays fully
     stop_epochs: float | None = None
+    # early stopping: end the run once this many end-of-epoch valid scores in a row have not beaten the best (the
+    # best epoch's weights are kept, as without it). None: run the whole schedule. Why: past its peak a selection
+    # run only spends the benchmark's budget; the schedule (and so the learning rate at every step) is unchanged
+    patience: int | None = Field(None, ge=1)
     checkpoint_every: int = 500
     # torch intra-op threads (0 = torch's default). 1 is fastest on a shared 2-core machine: spinning threads
     # of competing processes made training 10x slower in our measurements.

@@ -7,8 +7,9 @@ train + valid. The SID map is part of the fit: the model scored on valid uses SI
 the train-period events, the one scored on test SIDs rebuilt from the train- and valid-period events (as
 Markov and SASRec see valid's transitions), so the scored split's interactions never reach the item codes.
 The generative model's epoch count is chosen on valid, then it is retrained on train + valid for that many
-epochs and scored on test. With benchmark.ensemble_size N > 1, N - 1 more seeds are trained for the selected epoch
-count at both stages and the N models are also scored decoded together. benchmark.blend_transitions adds the
+epochs and scored on test. With benchmark.ensemble_size N > 1, N seeds are trained side by side, each choosing its
+own epoch count on valid (train.patience ends a run past its peak), retrained on train + valid for it, and the N
+models are also scored decoded together. benchmark.blend_transitions adds the
 hybrid (the candidates blended with last-item transitions, weight chosen on valid), benchmark.rerank the ranking
 stage (the candidates pooled with co-occurrence ones and reordered by a ranker learnt on valid rows) and, as a
 baseline, the same ranker without the generative model. A finished model directory with the same settings is
@@ -56,8 +57,8 @@ class BenchmarkConfig(BaseModel):
     """The `benchmark:` section of a benchmark YAML (the product ignores it)."""
 
     model_config = ConfigDict(extra="forbid")
-    # also train seeds seed+1 .. seed+N-1 (the epoch count selected for the first) and score the N models decoded
-    # together (runtime.beam ensembles), beside the single model
+    # train seeds seed .. seed+N-1 (each selects its own epoch count on valid) and score the N models decoded
+    # together (runtime.beam ensembles), beside the single model (their mean)
     ensemble_size: int = Field(default=1, ge=1)
     # how many of those models (and the retrained ones for test) train at once, one process each
     ensemble_jobs: int = Field(default=1, ge=1)
@@ -234,14 +235,34 @@ def selected_run(cfg: Config, epochs: float, seed: int | None = None) -> Config:
     return cfg.model_copy(update={"train": cfg.train.model_copy(update=update)})
 
 
-def ensemble_members(cfg: Config, epochs: float, first_dir: Path) -> list[tuple[Config, Path]]:
-    """(config, directory) of each ensemble model after the first: seeds seed+1 .. seed+N-1 of the selected run
-    (selected_run), in <first_dir>_seed<seed>."""
+def seed_dirs(cfg: Config, first_dir: Path) -> list[tuple[int, Path]]:
+    """(seed, directory) of each of the benchmark.ensemble_size models: train.seed in first_dir, the next seeds in
+    <first_dir>_seed<seed>."""
     first_dir = Path(first_dir)
+    seeds = range(cfg.train.seed, cfg.train.seed + settings(cfg).ensemble_size)
+    return [(s, first_dir if s == cfg.train.seed else first_dir.with_name(f"{first_dir.name}_seed{s}")) for s in seeds]
+
+
+def selection_runs(cfg: Config, first_dir: Path) -> list[tuple[Config, Path]]:
+    """(config, directory) of each seed's selection run: the planned schedule, scored on valid after every epoch.
+
+    Why one per seed rather than one selection and the other seeds replaying its epoch: the runs train side by
+    side (benchmark.ensemble_jobs), so the valid stage costs one run's time instead of two in a row, and each seed
+    keeps the epoch its own valid curve picked."""
     return [
-        (selected_run(cfg, epochs, seed), first_dir.with_name(f"{first_dir.name}_seed{seed}"))
-        for seed in range(cfg.train.seed + 1, cfg.train.seed + settings(cfg).ensemble_size)
+        (cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})}), d)
+        for s, d in seed_dirs(cfg, first_dir)
     ]
+
+
+def final_runs(cfg: Config, epochs: float | list[float], first_dir: Path) -> list[tuple[Config, Path]]:
+    """(config, directory) of each seed's retrain at its selected epoch count (selected_run); a single count
+    serves every seed."""
+    pairs = seed_dirs(cfg, first_dir)
+    counts = epochs if isinstance(epochs, list) else [epochs] * len(pairs)
+    if len(counts) != len(pairs):
+        raise ValueError(f"{len(counts)} selected epoch counts for {len(pairs)} seeds (benchmark.ensemble_size)")
+    return [(selected_run(cfg, e, s), d) for (s, d), e in zip(pairs, counts, strict=True)]
 
 
 def _train_seconds(model_dirs: list[Path]) -> float:
@@ -300,15 +321,17 @@ def benchmark_generative(
     start from the ensemble when there is one). valid_only: the valid entries only (no retrain, no test).
     """
     bench = settings(cfg)
-    model_dir = train_or_reuse(cfg, sidmap, catalog, splits["train"], splits["valid"], out_dir / "model_train")
-    out: dict = {}
-    out["valid"], candidates = score_models(cfg, [model_dir], splits["valid"])
-    epochs = selected_epochs(model_dir, cfg.train.epochs)
-    out["selected_epochs"] = epochs
-    members = train_all(
-        [(c, sidmap, catalog, splits["train"], None, d) for c, d in ensemble_members(cfg, epochs, model_dir)],
+    model_dir, *members = train_all(
+        [
+            (c, sidmap, catalog, splits["train"], splits["valid"], d)
+            for c, d in selection_runs(cfg, out_dir / "model_train")
+        ],
         bench.ensemble_jobs,
     )
+    out: dict = {}
+    out["valid"], candidates = score_models(cfg, [model_dir], splits["valid"])
+    epochs = [selected_epochs(d, cfg.train.epochs) for d in (model_dir, *members)]
+    out["selected_epochs"] = epochs
     if members:
         each = [out["valid"], *(score_models(cfg, [m], splits["valid"])[0] for m in members)]
         out["valid_one_model"] = seed_mean(each)
@@ -422,24 +445,21 @@ def final_test(
     cfg: Config,
     catalog: pd.DataFrame,
     splits: dict[str, pd.DataFrame],
-    epochs: float,
+    epochs: float | list[float],
     out_dir: Path,
     keep_candidates: bool = False,
 ) -> dict:
     """Rebuild the SIDs on train + valid events, retrain on train + valid for the selected epochs (nothing is
     picked on test) and score test once; the same for the ensemble with benchmark.ensemble_size > 1
-    ("test_ensemble"). The map goes to out_dir/../<out_dir name>_sid_map. With keep_candidates, "test_candidates"
-    holds the beam candidates of the last scored model (the ensemble when there is one).
+    ("test_ensemble"), each seed for its own count when `epochs` is a list (final_runs). The map goes to
+    out_dir/../<out_dir name>_sid_map. With keep_candidates, "test_candidates" holds the beam candidates of the
+    last scored model (the ensemble when there is one).
     """
-    final_cfg = selected_run(cfg, epochs)
     events = fit_period_events(read_events_for(cfg), "test")
     sidmap = build_sids(catalog, events, cfg.sids, Path(out_dir).with_name(Path(out_dir).name + "_sid_map"))
     fit = fit_split(splits, "test")
     final_dir, *members = train_all(
-        [
-            (c, sidmap, catalog, fit, None, d)
-            for c, d in [(final_cfg, out_dir), *ensemble_members(cfg, epochs, out_dir)]
-        ],
+        [(c, sidmap, catalog, fit, None, d) for c, d in final_runs(cfg, epochs, out_dir)],
         settings(cfg).ensemble_jobs,
     )
     out: dict = {"selected_epochs": epochs, "sid_version": sidmap.version}

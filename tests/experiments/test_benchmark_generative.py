@@ -42,6 +42,7 @@ def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ra
         assert out[f"{split}_rerank"]["train_seconds"] >= out[f"{split}_ensemble"]["train_seconds"]
     assert out["blend_weight"] in [float(w) for w in out["blend_weights_on_valid"]]
     assert "test_candidates" not in out
+    assert len(out["selected_epochs"]) == 2  # each seed's own count, picked on its valid curve
     for name in ("model_train", "model_train_seed1", "model_final", "model_final_seed1"):
         assert (tmp_path / "run" / name / "sidrec_model.json").exists()
 

@@ -14,11 +14,12 @@ from components.data.splits import fit_period_events, fit_split
 from experiments import benchmark
 from experiments.benchmark import (
     best_variant,
-    ensemble_members,
+    final_runs,
     is_finished,
     markdown_table,
     run_variants,
     selected_epochs,
+    selection_runs,
     train_or_reuse,
 )
 
@@ -117,22 +118,33 @@ def _cfg(**bench_overrides):
     return Config(benchmark=bench_overrides)
 
 
-def test_ensemble_members_are_the_next_seeds_at_the_selected_epochs(tmp_path):
+def test_every_seed_selects_on_valid_then_retrains_at_its_own_epoch_count(tmp_path):
     cfg = _cfg(ensemble_size=3)
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 5, "epochs": 16})})
-    members = ensemble_members(cfg, 11.0, tmp_path / "model_train")
-    assert [(c.train.seed, c.train.epochs, d.name) for c, d in members] == [
-        (6, 11.0, "model_train_seed6"),
-        (7, 11.0, "model_train_seed7"),
+    runs = selection_runs(cfg, tmp_path / "model_train")
+    assert [(c.train.seed, c.train.epochs, c.train.stop_epochs, d.name) for c, d in runs] == [
+        (5, 16, None, "model_train"),
+        (6, 16, None, "model_train_seed6"),
+        (7, 16, None, "model_train_seed7"),
     ]
-    assert members[0][0].train.lr == cfg.train.lr and cfg.train.epochs == 16  # nothing else changes
-    assert ensemble_members(_cfg(), 11.0, tmp_path / "m") == []  # ensemble_size 1: the single model only
+    assert runs[1][0].train.lr == cfg.train.lr and cfg.train.seed == 5  # nothing else changes
+    finals = final_runs(cfg, [11.0, 7.0, 9.5], tmp_path / "model_final")
+    assert [(c.train.seed, c.train.epochs, d.name) for c, d in finals] == [
+        (5, 11.0, "model_final"),
+        (6, 7.0, "model_final_seed6"),
+        (7, 9.5, "model_final_seed7"),
+    ]
+    assert [c.train.epochs for c, _ in final_runs(cfg, 4.0, tmp_path)] == [4.0] * 3  # one count serves every seed
+    with pytest.raises(ValueError, match="2 selected epoch counts for 3 seeds"):
+        final_runs(cfg, [1.0, 2.0], tmp_path)
+    assert [d.name for _, d in selection_runs(_cfg(), tmp_path / "m")] == ["m"]  # ensemble_size 1: one model
     replay = cfg.model_copy(update={"benchmark": {**cfg.benchmark, "replay_schedule": True}})
     assert [
-        (c.train.seed, c.train.epochs, c.train.stop_epochs) for c, _ in ensemble_members(replay, 11.0, tmp_path)
+        (c.train.seed, c.train.epochs, c.train.stop_epochs) for c, _ in final_runs(replay, [11.0, 7.0, 9.5], tmp_path)
     ] == [
-        (6, 16, 11.0),
-        (7, 16, 11.0),
+        (5, 16, 11.0),
+        (6, 16, 7.0),
+        (7, 16, 9.5),
     ]
 
 

@@ -20,6 +20,7 @@ from components.sids.sidmap import SidMap
 from components.training.examples import build_training_texts
 from components.training.train import (
     _batch,
+    _past_patience,
     _sid_level_loss,
     tokenize_pairs,
     train_causal_lm,
@@ -240,3 +241,34 @@ def test_stop_epochs_replays_a_checkpoint_picked_mid_schedule(world, tmp_path):
     assert replay_stats["steps"] == replay_stats["steps_per_epoch"] == full_stats["steps"] // 2
     assert all(torch.equal(full[k], replay[k]) for k in full)
     assert not all(torch.equal(short[k], replay[k]) for k in short)
+
+
+def test_patience_stops_a_run_past_its_best_epoch_with_the_best_weights(world, tmp_path):
+    """Scores 1, 0, 0, 0 with patience 2: the run ends after epoch 3 (not 4) and keeps epoch 1's weights, the
+    ones the full run keeps; no patience runs all four epochs."""
+    cfg, catalog, _, sidmap, splits = world
+    texts = build_training_texts(splits["train"], sidmap, catalog, cfg.train)[:64]  # 4 steps an epoch
+
+    def run(name, **train):
+        torch.manual_seed(0)
+        model, tokenizer = load_backbone(cfg.model)
+        add_sid_tokens(model, tokenizer, sidmap)
+        settings = cfg.train.model_copy(update={"max_steps": None, "checkpoint_every": 0, "epochs": 4.0, **train})
+        scores = iter([1.0, 0.0, 0.0, 0.0])
+        stats = train_causal_lm(model, tokenizer, texts, settings, tmp_path / name, lambda m: next(scores))
+        return model.state_dict(), stats
+
+    full, full_stats = run("full")
+    early, early_stats = run("early", patience=2)
+    assert full_stats["steps"] == 4 * full_stats["steps_per_epoch"]
+    assert early_stats["steps"] == 3 * early_stats["steps_per_epoch"]
+    assert [h["valid"] for h in early_stats["history"] if "valid" in h] == [1.0, 0.0, 0.0]
+    assert all(torch.equal(full[k], early[k]) for k in full)
+
+
+def test_past_patience_counts_scores_after_the_first_best():
+    history = [{"step": 1, "valid": 0.2}, {"step": 2, "loss": 3.0}, {"step": 3, "valid": 0.2}]
+    history.append({"step": 4, "valid": 0.1})
+    assert _past_patience(history, 2)  # the tie at step 3 is not an improvement
+    assert not _past_patience(history, 3)
+    assert not _past_patience(history, None) and not _past_patience([], 1)

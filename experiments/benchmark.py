@@ -315,8 +315,9 @@ def benchmark_generative(
 ) -> dict:
     """The generative model under the benchmark protocol: epochs picked on valid, retrained on train + valid, test.
 
-    Returns {"valid": metrics of the train-only model, "test": metrics of the retrained one, "selected_epochs"},
-    plus "valid_ensemble" / "test_ensemble" for benchmark.ensemble_size > 1, "valid_blend" / "test_blend" /
+    Returns {"valid": metrics of the first seed's train-only model, "test": metrics of its retrained one,
+    "selected_epochs": one count per seed}, plus "valid_one_model" / "test_one_model" (the seeds' mean) and
+    "valid_ensemble" / "test_ensemble" for benchmark.ensemble_size > 1, "valid_blend" / "test_blend" /
     "blend_weight" for benchmark.blend_transitions and "valid_rerank" / "test_rerank" for benchmark.rerank (both
     start from the ensemble when there is one). valid_only: the valid entries only (no retrain, no test).
     """

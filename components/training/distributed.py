@@ -85,17 +85,19 @@ def barrier() -> None:
 
 
 # -- FSDP (train.sharding: fsdp) --------------------------------------------------------------------------------
-def check_fsdp(lora: bool, warmup_steps: int, checkpoint_every: int) -> None:
+def check_fsdp(lora: bool, warmup_steps: int, checkpoint_every: int, ema: bool = False) -> None:
     """FSDP covers a full fine-tune without the token warm-up and without periodic checkpoints; refuse the rest
     with what to set, rather than train something else than asked. Why: the warm-up flips requires_grad and
     writes embedding rows in place between steps, which sharded parameters do not allow; LoRA's merge and the
-    exact-resume checkpoint (written by rank 0 alone) need the whole weights on one rank."""
+    exact-resume checkpoint (written by rank 0 alone) and the weight average (a whole copy of the model) need the
+    whole weights on one rank."""
     wrong = [
         name
         for name, bad in (
             ("train.lora: false", lora),
             ("train.warmup_epochs: 0", warmup_steps > 0),
             ("train.checkpoint_every: 0", checkpoint_every > 0),
+            ("train.ema_decay: null", ema),
         )
         if bad
     ]

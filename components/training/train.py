@@ -278,7 +278,8 @@ def train_causal_lm(
     process or under torchrun (training.distributed: DDP over the same model, each global batch split by rank,
     rank 0 evaluates and checkpoints).
 
-    valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept.
+    valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept. With
+    cfg.ema_decay both are the weights' moving average, not the live weights.
     sid_table (language.sid_token_ids) switches SID targets to the SID-level softmax (TrainConfig.sid_softmax).
     soft_targets ({(prompt, completion): one {token: weight} per completion token}, training.examples.
     count_soft_targets) move those weights of an example's target onto those tokens (TrainConfig.count_distill).
@@ -333,7 +334,7 @@ def _train(
     ddp = loss_module
     sharded = ctx.distributed and cfg.sharding == "fsdp"
     if sharded:  # -- train.sharding: fsdp (FSDP2, training.distributed.shard) ---------------------------------
-        distributed.check_fsdp(cfg.lora, warmup_steps, cfg.checkpoint_every)
+        distributed.check_fsdp(cfg.lora, warmup_steps, cfg.checkpoint_every, cfg.ema_decay is not None)
         ddp = distributed.shard(loss_module, model)
         trained = [p for name, p in model.named_parameters() if name in trainable]  # now the sharded parameters
     elif ctx.distributed:
@@ -354,6 +355,14 @@ def _train(
             * max(0.05, 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, total_steps)))))
         ),
     )
+    # the weight average (train.ema_decay): what valid scores and the run keeps; the live weights only train
+    ema = None
+    if cfg.ema_decay is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        ema.eval()
+    kept = ema.module if ema is not None else model  # the weights valid_fn scores and the run returns
     ckpt = out_dir / "checkpoint.pt"
     step, history, best, best_state, tokens, smoothed = 0, [], -1.0, None, 0, None
     rng = random.Random(cfg.seed)
@@ -368,6 +377,8 @@ def _train(
         torch.set_rng_state(state["torch_rng"].cpu())
         if state.get("best_state") is not None:
             best_state = state["best_state"]
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         log.info("resumed from step %d", step)
     t0 = time.perf_counter()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16_autocast)
@@ -415,6 +426,8 @@ def _train(
             if step < warmup_steps and old_rows is not None:
                 with torch.no_grad():  # only the new SID rows move during warm-up (undo decay/momentum)
                     embed[old_rows] = old_values
+            if ema is not None:
+                ema.update_parameters(model)
             schedule.step()
             step += 1
             position = start + chunk
@@ -427,12 +440,12 @@ def _train(
             if valid_fn is not None and end_of_epoch:
                 model.eval()
                 with distributed.gathered(ddp) if sharded else contextlib.nullcontext():  # fsdp: every rank decodes
-                    score = distributed.from_main(float(valid_fn(model)) if ctx.is_main or sharded else None)
+                    score = distributed.from_main(float(valid_fn(kept)) if ctx.is_main or sharded else None)
                 model.train()
                 history.append({"step": step, "valid": score})
                 log.info("step %d valid %.4f", step, score)
                 if score > best:
-                    best, best_state = score, copy.deepcopy(model.state_dict())
+                    best, best_state = score, copy.deepcopy(kept.state_dict())
                 if _past_patience(history, cfg.patience):
                     log.info("step %d: no better valid score in %d evaluations, stopping early", step, cfg.patience)
                     stop_steps = step  # both loops end here; the best weights are restored below
@@ -445,6 +458,7 @@ def _train(
                     "history": history,
                     "best": best,
                     "best_state": best_state,
+                    "ema": ema.state_dict() if ema is not None else None,
                     "tokens": tokens,
                     "smoothed": smoothed,
                     "epoch_state": list(epoch_state[1]),
@@ -458,6 +472,8 @@ def _train(
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif ema is not None:  # no valid scores: the run ends on the average
+        model.load_state_dict(ema.module.state_dict())
     model.eval()
     seconds = time.perf_counter() - t0
     if ctx.is_main:

@@ -272,3 +272,47 @@ def test_past_patience_counts_scores_after_the_first_best():
     assert _past_patience(history, 2)  # the tie at step 3 is not an improvement
     assert not _past_patience(history, 3)
     assert not _past_patience(history, None) and not _past_patience([], 1)
+
+
+def test_ema_keeps_the_moving_average_of_the_live_weights_and_resumes_exactly(world, tmp_path):
+    """train.ema_decay: the run ends on decay * average + (1 - decay) * weights, folded over every step's live
+    weights (the first step's weights start it); valid_fn scores that average, not the live model; a run
+    interrupted after a checkpoint resumes to the same average."""
+    cfg, catalog, _, sidmap, splits = world
+    texts = build_training_texts(splits["train"], sidmap, catalog, cfg.train)[:96]  # 6 steps an epoch
+    decay = 0.7
+
+    def run(name, valid_fn=None, **train):
+        torch.manual_seed(0)
+        model, tokenizer = load_backbone(cfg.model)
+        add_sid_tokens(model, tokenizer, sidmap)
+        settings = cfg.train.model_copy(update={"max_steps": None, "checkpoint_every": 0, "epochs": 1.0, **train})
+        stats = train_causal_lm(model, tokenizer, texts, settings, tmp_path / name, valid_fn)
+        return model, stats
+
+    live = [run(f"live{k}", stop_epochs=k / 6)[0].state_dict() for k in range(1, 7)]  # weights after k steps
+    expected = {name: value.clone() for name, value in live[0].items()}
+    for weights in live[1:]:
+        for name, value in expected.items():
+            if value.is_floating_point():
+                value.mul_(decay).add_(weights[name], alpha=1 - decay)
+    averaged, _ = run("ema", ema_decay=decay)
+    got = averaged.state_dict()
+    assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in expected)
+    assert not torch.allclose(got["model.norm.weight"], live[-1]["model.norm.weight"], atol=1e-6)
+
+    scored = []
+    model, _ = run("scored", valid_fn=lambda m: scored.append(m) or 0.0, ema_decay=decay)
+    assert scored and all(m is not model for m in scored)
+
+    def failing(m):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):  # the epoch-1 score fails after the step-3 checkpoint
+        run("resumed", valid_fn=failing, ema_decay=decay, epochs=2.0, checkpoint_every=3)
+    assert (tmp_path / "resumed" / "checkpoint.pt").exists()
+    rising = iter(range(100))
+    resumed, _ = run("resumed", valid_fn=lambda m: next(rising), ema_decay=decay, epochs=2.0, checkpoint_every=3)
+    rising = iter(range(100))
+    whole, _ = run("whole", valid_fn=lambda m: next(rising), ema_decay=decay, epochs=2.0)
+    assert all(torch.allclose(resumed.state_dict()[k], v, atol=1e-6) for k, v in whole.state_dict().items())

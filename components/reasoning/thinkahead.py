@@ -1,7 +1,7 @@
 """OneRec-Think think-ahead: offline reasoning paths -> SID prefixes per user; the runtime completes them.
 
 Reasoning is expensive, so it runs offline: per user, T sampled reasoning paths, each followed by a constrained
-beam search over the first PREFIX_LEVELS SID levels; the pooled prefixes are stored per user (encoded with
+beam search over the first prefix_levels SID levels; the pooled prefixes are stored per user (encoded with
 runtime.language.encode_prefix). At request time the model only completes the last level inside those prefixes
 (one decode step), which is cheap enough to serve; a user without prefixes falls back to full decoding.
 """
@@ -22,6 +22,17 @@ from components.runtime.language import END_THINK, THINK, decode_prefix, encode_
 from components.runtime.recommender import Recommender, encode_prompts
 
 PREFIX_LEVELS = 2
+
+
+def prefix_levels(n_levels: int) -> int:
+    """Codes per stored prefix for a SID map of `n_levels`: PREFIX_LEVELS, but always at least one code short of a
+    whole SID (serving constrains the rest of the SID under a prefix; a whole SID would leave nothing to choose).
+    Why not a fixed 2: a 2-level map (sids.levels: 2) would store whole SIDs, which serving refuses."""
+    if n_levels < 2:
+        raise ValueError(f"think-ahead needs SIDs of at least 2 levels (sids.levels), not {n_levels}")
+    return min(PREFIX_LEVELS, n_levels - 1)
+
+
 COLUMNS = [
     "user_id",
     "prefixes",
@@ -67,7 +78,7 @@ def think_ahead(
     batch_size: int = 8,
     evidence: Evidence | None = None,
 ) -> pd.DataFrame:
-    """Per user (user_id, history): the pooled top PREFIX_LEVELS-code SID prefixes with their probabilities summed
+    """Per user (user_id, history): the pooled top prefix_levels-code SID prefixes with their probabilities summed
     over reasoning paths, the model's first reasoning path, and the model and SID versions they belong to.
 
     With `evidence`, `rationale` is an explanation a product can show: the grounded reasons (reasoning.rationales)
@@ -75,8 +86,9 @@ def think_ahead(
     model = recommender.models[0]
     tokenizer, sidmap = recommender.tokenizer, recommender.sidmap
     torch.manual_seed(seed)
-    ptrie = prefix_trie(sidmap, tokenizer, PREFIX_LEVELS).to(recommender.device)
-    about = _most_bought_under_prefixes(sidmap, evidence, PREFIX_LEVELS) if evidence else {}
+    levels = prefix_levels(sidmap.n_levels)
+    ptrie = prefix_trie(sidmap, tokenizer, levels).to(recommender.device)
+    about = _most_bought_under_prefixes(sidmap, evidence, levels) if evidence else {}
     rows = []
     for start in range(0, len(users), batch_size):
         chunk = users.iloc[start : start + batch_size]

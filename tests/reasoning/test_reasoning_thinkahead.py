@@ -9,7 +9,13 @@ from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.features.repo import read_prefix_files
 from components.reasoning.rationales import Evidence, build_rationales
-from components.reasoning.thinkahead import prefixes_by_user, shard_users, think_ahead, write_prefixes
+from components.reasoning.thinkahead import (
+    prefix_levels,
+    prefixes_by_user,
+    shard_users,
+    think_ahead,
+    write_prefixes,
+)
 from components.reasoning.train import train_reasoning
 from components.runtime.language import encode_prefix
 from components.runtime.recommender import Recommender
@@ -59,3 +65,10 @@ def test_reasoning_training_and_think_ahead(trained):
         assert list(scores) == sorted(scores, reverse=True)
     by_user = prefixes_by_user(table)
     assert set(by_user) == set(users.user_id) and all(len(p[0]) == 2 for p in by_user.values())
+
+
+def test_prefixes_stay_shorter_than_a_whole_sid():
+    """2 codes for the usual 3-level map; a 2-level map stores 1-code prefixes (serving refuses whole SIDs)."""
+    assert [prefix_levels(n) for n in (2, 3, 4)] == [1, 2, 2]
+    with pytest.raises(ValueError, match="sids.levels"):
+        prefix_levels(1)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from components.config import ReasoningConfig
+from components.errors import SidrecError
 from components.reasoning.rationales import NO_REASON, Evidence, grounded_rationale
 from components.runtime.beam import constrained_beam_search
 from components.runtime.language import END_THINK, THINK, decode_prefix, encode_prefix, prefix_trie
@@ -29,7 +30,10 @@ def prefix_levels(n_levels: int) -> int:
     whole SID (serving constrains the rest of the SID under a prefix; a whole SID would leave nothing to choose).
     Why not a fixed 2: a 2-level map (sids.levels: 2) would store whole SIDs, which serving refuses."""
     if n_levels < 2:
-        raise ValueError(f"think-ahead needs SIDs of at least 2 levels (sids.levels), not {n_levels}")
+        raise SidrecError(
+            f"think-ahead needs SIDs of at least 2 levels, the SID map has {n_levels}: set sids.levels to 2 or more "
+            "and rebuild the SID map"
+        )
     return min(PREFIX_LEVELS, n_levels - 1)
 
 

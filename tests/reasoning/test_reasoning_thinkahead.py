@@ -7,6 +7,7 @@ import pytest
 from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
+from components.errors import SidrecError
 from components.features.repo import read_prefix_files
 from components.reasoning.rationales import Evidence, build_rationales
 from components.reasoning.thinkahead import (
@@ -70,5 +71,5 @@ def test_reasoning_training_and_think_ahead(trained):
 def test_prefixes_stay_shorter_than_a_whole_sid():
     """2 codes for the usual 3-level map; a 2-level map stores 1-code prefixes (serving refuses whole SIDs)."""
     assert [prefix_levels(n) for n in (2, 3, 4)] == [1, 2, 2]
-    with pytest.raises(ValueError, match="sids.levels"):
+    with pytest.raises(SidrecError, match="set sids.levels to 2 or more"):
         prefix_levels(1)

@@ -8,7 +8,8 @@ training, evaluation, think-ahead, Triton and the client cannot drift apart.
   (training.vocab.add_sid_tokens), so "<a_12>" never splits.
 - The prompt: history SIDs concatenated with no separator (each SID token names its level, so item boundaries
   are unambiguous); the answer (the target SID, or with reasoning " <think> ... </think>" then the SID) follows
-  "Next:". Titles and a runtime context line (as PLUM puts in the prompt) are optional.
+  "Next:". Titles, a runtime context line (as PLUM puts in the prompt) and a hint line (the last item's most
+  frequent successors in the training data, runtime.transitions) are optional.
 - A think-ahead prefix is the first codes of a SID, stored and sent as text "12_7" (encode_prefix /
   decode_prefix: the one encoding, used by the think-ahead job, the online store, the client and Triton).
 - SidTrie: which code may follow which prefix, as tensors, so constrained decoding needs no Python per beam.
@@ -86,8 +87,13 @@ def format_prompt(
     titles: dict[str, str] | None = None,
     context: str | None = None,
     max_title_chars: int = 40,
+    hints: Sequence[str] | None = None,
 ) -> str:
-    """The prompt for the next item after `history` (oldest first); items outside the map are skipped."""
+    """The prompt for the next item after `history` (oldest first); items outside the map are skipped.
+
+    `hints`: item ids written as a line of SIDs before the history ("Often next: ..."), e.g. the last item's
+    most frequent successors (TransitionTable.top_successors); the model learns when to copy one. An empty or
+    None list writes no line, so a prompt without hints is the plain one."""
     parts = []
     for item in history:
         if item not in sidmap:
@@ -96,6 +102,9 @@ def format_prompt(
         parts.append(f'{sid} "{titles[item][:max_title_chars]}"' if titles and item in titles else sid)
     joiner = "; " if titles else ""
     head = f"{context}\n" if context else ""
+    hinted = [sid_of(sidmap, item) for item in hints or () if item in sidmap]
+    if hinted:
+        head += f"Often next: {''.join(hinted)}\n"
     return f"{head}User bought: {joiner.join(parts)}{ANSWER}"
 
 

@@ -138,6 +138,7 @@ class Recommender:
         titles: dict[str, str] | None = None,
         info: dict | None = None,
         uses_context: bool | None = None,
+        hint_successors: int | None = None,
     ) -> None:
         self.models = list(models)
         if not self.models:
@@ -162,6 +163,17 @@ class Recommender:
         self.uses_context = (
             bool((self.info.get("train") or {}).get("context", False)) if uses_context is None else uses_context
         )
+        # how many of the last item's successors the prompts' hint line names: as the model was trained
+        self.hint_successors = (
+            int((self.info.get("train") or {}).get("hint_successors", 0) or 0)
+            if hint_successors is None
+            else hint_successors
+        )
+        if self.hint_successors > 0 and transitions is None:
+            raise RecommenderError(
+                "this model's prompts carry hint lines (train.hint_successors) read from its transitions.json, "
+                "and none was given: load it with Recommender.from_pretrained, or train it again"
+            )
         self.trie = SidTrie.from_sidmap(sidmap, tokenizer).to(self.device)
 
     # -- identity --------------------------------------------------------------------------------------------
@@ -228,7 +240,8 @@ class Recommender:
         _check_members(paths, loaded)
         info = {**model_info(paths[0]), **{k: v for k, v in saved.items() if k.endswith("_version")}}
         blend_weight = saved.get("blend_weight", 0.0) if blend_weight is None else blend_weight
-        transitions = TransitionTable.load(paths[0] / TRANSITIONS_FILE) if blend_weight > 0 else None
+        hinted = int((info.get("train") or {}).get("hint_successors", 0) or 0) > 0
+        transitions = TransitionTable.load(paths[0] / TRANSITIONS_FILE) if blend_weight > 0 or hinted else None
         ranker_dir = paths[0] / RANKER_DIR if ranker is True else (Path(ranker) if ranker else None)
         titles = None
         if (paths[0] / TITLES_FILE).exists():
@@ -299,9 +312,18 @@ class Recommender:
         self, histories: Sequence[Sequence[str]], contexts: Sequence[RequestContext | None] | None = None
     ) -> list[str]:
         """The prompts training built for these histories and request contexts (runtime.language.format_prompt,
-        runtime.context.context_text); a model trained without contexts ignores them."""
+        runtime.context.context_text, the hint line from the model's transitions); a model trained without
+        contexts ignores them."""
         lines = context_texts(contexts if self.uses_context else None, len(histories))
-        return [format_prompt(list(h), self.sidmap, self.titles, c) for h, c in zip(histories, lines, strict=True)]
+        return [
+            format_prompt(list(h), self.sidmap, self.titles, c, hints=self._hints(h))
+            for h, c in zip(histories, lines, strict=True)
+        ]
+
+    def _hints(self, history: Sequence[str]) -> list[str] | None:
+        if self.hint_successors <= 0 or self.transitions is None:
+            return None
+        return self.transitions.top_successors(str(history[-1]) if len(history) else None, self.hint_successors)
 
     def generate(
         self,
@@ -372,11 +394,28 @@ class Recommender:
         return out
 
 
+PROMPT_SETTINGS = ("context", "include_titles_in_history", "hint_successors")
+
+
+def _prompt_settings(model_dir: Path) -> dict:
+    train = model_info(model_dir).get("train") or {}
+    return {key: train.get(key) or 0 for key in PROMPT_SETTINGS}
+
+
 def _check_members(paths: list[Path], loaded: list) -> None:
     """Members decode together only with the same SID map and the same SID token ids: else averaging their
-    next-code distributions would mix different items."""
+    next-code distributions would mix different items. They read one prompt, so they must have been trained
+    on the same prompt settings (context line, titles, hint line)."""
     _, tokenizer, sidmap = loaded[0]
     ids = sid_token_ids(tokenizer, sidmap)
+    prompts = _prompt_settings(paths[0])
+    for path in paths[1:]:
+        if _prompt_settings(path) != prompts:
+            raise RecommenderError(
+                f"{path} cannot decode with {paths[0]}: trained on other prompts ({_prompt_settings(path)} vs "
+                f"{prompts}); ensemble models trained with the same train.context, "
+                f"train.include_titles_in_history and train.hint_successors"
+            )
     for path, (_, other_tokenizer, other_map) in zip(paths[1:], loaded[1:], strict=True):
         if (
             other_map.version != sidmap.version

@@ -10,6 +10,7 @@ Task sizes follow the configured weights, relative to the number of next-item ex
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 
@@ -19,18 +20,36 @@ from components.runtime.language import format_prompt, sid_of, sid_token
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 
+HintFn = Callable[[Sequence[str], str], list[str]]  # (history, target) -> the item ids of the row's hint line
+
+
+def hint_lister(table: TransitionTable, n: int, counted: bool) -> HintFn:
+    """The hint line of a training row: the last item's n most frequent successors in `table`. `counted`: the
+    table was counted from these very rows, so each row's own transition is taken out first; else a hint
+    could name the label only because the row itself was counted, which no served request can see."""
+    return lambda history, target: table.top_successors(
+        str(history[-1]) if len(history) else None, n, target if counted else None
+    )
+
 
 def next_item_examples(
-    examples: pd.DataFrame, sidmap: SidMap, titles: dict[str, str] | None = None, context: bool = False
+    examples: pd.DataFrame,
+    sidmap: SidMap,
+    titles: dict[str, str] | None = None,
+    context: bool = False,
+    hints: HintFn | None = None,
 ) -> list[tuple[str, str]]:
     """The served prompt of each example -> its target's SID; with `context`, the prompt carries the example's
-    request context (runtime.context.contexts_of: its event time and the user's last event time before it)."""
+    request context (runtime.context.contexts_of: its event time and the user's last event time before it);
+    with `hints`, its hint line (hint_lister)."""
     lines = context_texts(contexts_of(examples) if context else None, len(examples))
     out = []
     for row, line in zip(examples.itertuples(index=False), lines, strict=True):
         if row.target not in sidmap:
             continue
-        out.append((format_prompt(list(row.history), sidmap, titles, line), sid_of(sidmap, row.target)))
+        history = list(row.history)
+        hinted = hints(history, str(row.target)) if hints is not None else None
+        out.append((format_prompt(history, sidmap, titles, line, hints=hinted), sid_of(sidmap, row.target)))
     return out
 
 
@@ -43,6 +62,7 @@ def count_soft_targets(
     share: float,
     titles: dict[str, str] | None = None,
     context: bool = False,
+    hints: HintFn | None = None,
 ) -> SoftTargets:
     """Count distillation targets for the next-item pairs of `examples` (as next_item_examples writes them):
     {(prompt, completion): one {SID token: weight} per SID level}, the weights of a level summing to `share`.
@@ -59,7 +79,7 @@ def count_soft_targets(
     rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
     targets = rows["target"].astype(str)
     table = TransitionTable.from_examples(rows["history"], targets)
-    pairs = next_item_examples(rows, sidmap, titles, context)
+    pairs = next_item_examples(rows, sidmap, titles, context, hints)
     out: SoftTargets = {}
     for (prompt, completion), history, target in zip(pairs, rows["history"], targets, strict=True):
         if (prompt, completion) in out:
@@ -84,7 +104,12 @@ def count_soft_targets(
 
 
 def suffix_crop_examples(
-    examples: pd.DataFrame, sidmap: SidMap, n: int, seed: int, titles: dict[str, str] | None = None
+    examples: pd.DataFrame,
+    sidmap: SidMap,
+    n: int,
+    seed: int,
+    titles: dict[str, str] | None = None,
+    hints: HintFn | None = None,
 ) -> list[tuple[str, str]]:
     """n next-item examples whose history is cut to its last k items (k uniform in 1..len-1).
 
@@ -99,7 +124,9 @@ def suffix_crop_examples(
     for _ in range(n if rows else 0):
         row = rng.choice(rows)
         k = rng.randint(1, len(row.history) - 1)
-        out.append((format_prompt(list(row.history)[-k:], sidmap, titles), sid_of(sidmap, row.target)))
+        history = list(row.history)[-k:]  # its last transition is not a counted one: nothing to leave out
+        hinted = hints(history, "") if hints is not None else None
+        out.append((format_prompt(history, sidmap, titles, hints=hinted), sid_of(sidmap, row.target)))
     return out
 
 
@@ -131,17 +158,37 @@ def behaviour_examples(
     return out
 
 
+def training_hints(
+    examples: pd.DataFrame, cfg: TrainConfig, transitions: TransitionTable | None = None
+) -> HintFn | None:
+    """The hint lines of these examples' prompts (TrainConfig.hint_successors), None when off. `transitions`:
+    the table they read, as served models read their transitions.json; None: counted from `examples` (as
+    training writes transitions.json), each row's own transition then left out."""
+    if cfg.hint_successors <= 0:
+        return None
+    if transitions is None:
+        table = TransitionTable.from_examples(examples["history"], examples["target"].astype(str))
+        return hint_lister(table, cfg.hint_successors, counted=True)
+    return hint_lister(transitions, cfg.hint_successors, counted=False)
+
+
 def build_training_texts(
-    examples: pd.DataFrame, sidmap: SidMap, catalog: pd.DataFrame, cfg: TrainConfig
+    examples: pd.DataFrame,
+    sidmap: SidMap,
+    catalog: pd.DataFrame,
+    cfg: TrainConfig,
+    transitions: TransitionTable | None = None,
 ) -> list[tuple[str, str]]:
-    """The weighted task mix, shuffled deterministically."""
+    """The weighted task mix, shuffled deterministically; `transitions`: what the hint lines read
+    (training_hints)."""
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     history_titles = titles if cfg.include_titles_in_history else None
-    nxt = next_item_examples(examples, sidmap, history_titles, cfg.context)
+    hints = training_hints(examples, cfg, transitions)
+    nxt = next_item_examples(examples, sidmap, history_titles, cfg.context, hints)
     n_next = max(1, int(round(len(nxt) * cfg.weight_next_item)))
     texts = (nxt * (1 + n_next // max(len(nxt), 1)))[:n_next] if nxt else []
     texts += suffix_crop_examples(
-        examples, sidmap, int(round(len(nxt) * cfg.weight_suffix_crops)), cfg.seed, history_titles
+        examples, sidmap, int(round(len(nxt) * cfg.weight_suffix_crops)), cfg.seed, history_titles, hints
     )
     texts += alignment_examples(sidmap, titles, int(round(len(nxt) * cfg.weight_sid_title)), cfg.seed)
     texts += behaviour_examples(examples, sidmap, titles, int(round(len(nxt) * cfg.weight_behaviour)), cfg.seed)

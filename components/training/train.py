@@ -33,7 +33,7 @@ from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 from components.training import distributed
-from components.training.examples import build_training_texts, count_soft_targets
+from components.training.examples import build_training_texts, count_soft_targets, training_hints
 from components.training.vocab import add_sid_tokens
 
 log = logging.getLogger(__name__)
@@ -531,8 +531,15 @@ def train_model(
     texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)
     history_titles = titles if cfg.train.include_titles_in_history else None
     soft_targets = count_soft_targets(
-        train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context
+        train_examples,
+        sidmap,
+        cfg.train.count_distill,
+        history_titles,
+        cfg.train.context,
+        training_hints(train_examples, cfg.train),
     )
+    # the chain a served hybrid blends with and served hint lines read, fit on exactly these training examples
+    transitions = TransitionTable.from_examples(train_examples["history"], train_examples["target"].astype(str))
     if cfg.train.lora:  # adapters + the SID rows (all of them when warm-starting: they keep learning)
         rows = new_ids or [int(i) for i in sid_token_ids(tokenizer, sidmap).flatten() if i >= 0]
         model = with_lora(model, cfg.train.lora_rank, rows)
@@ -554,6 +561,8 @@ def train_model(
                 beam_size=cfg.serving.beam_size,
                 titles=served_titles,
                 uses_context=cfg.train.context,
+                transitions=transitions,
+                hint_successors=cfg.train.hint_successors,
             )
             rows = recommender.recommend(histories, 10, contexts=contexts, batch_size=cfg.eval.batch_size)
             ranked = [[i for i, _ in row] for row in rows]
@@ -584,8 +593,7 @@ def train_model(
     model.save_pretrained(tmp, state_dict=full_state)  # full_state: the gathered fsdp weights, else None
     tokenizer.save_pretrained(tmp)
     sidmap.save(tmp / SID_MAP_DIR)
-    # the chain a served hybrid blends with, fit on exactly these training examples (runtime.transitions)
-    TransitionTable.from_examples(train_examples["history"], train_examples["target"]).save(tmp / TRANSITIONS_FILE)
+    transitions.save(tmp / TRANSITIONS_FILE)
     if cfg.train.include_titles_in_history:  # served prompts must carry the titles training's prompts did
         (tmp / TITLES_FILE).write_text(json.dumps(titles))
     info = {

@@ -4,7 +4,7 @@ history and runtime context.
 The backend (serving/model_repository/sidrec/1/model.py, as export writes it into a version directory) runs here
 under a stand-in for Triton's triton_python_backend_utils, so its own request parsing and its one
 Recommender.recommend call build the prompt; the model comes from the product's training step with the context
-line and titles on (the options whose prompts differ from the plain one)."""
+line, titles and hint line on (the options whose prompts differ from the plain one)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.runtime.recommender import Recommender
+from components.runtime.transitions import TransitionTable
 from components.serving.export import export_triton_repository
 from components.sids.build import build_sids
 from components.training.examples import build_training_texts
@@ -73,6 +74,7 @@ def backend(tmp_path_factory):
                 "torch_threads": 1,
                 "context": True,
                 "include_titles_in_history": True,
+                "hint_successors": 3,
                 "weight_sid_title": 0.0,
                 "weight_behaviour": 0.0,
             },
@@ -91,7 +93,7 @@ def backend(tmp_path_factory):
         spec.loader.exec_module(module)
         served = module.TritonPythonModel()
         served.initialize({"model_config": json.dumps({"parameters": {"dtype": {"string_value": "float32"}}})})
-        yield served, cfg, catalog, sidmap, splits
+        yield served, cfg, catalog, sidmap, splits, model_dir
     finally:
         sys.modules.pop("triton_python_backend_utils", None)
 
@@ -108,7 +110,7 @@ def _request(history, k=5, at=None, last=None) -> dict:
 
 
 def test_the_backend_builds_the_prompt_training_built(backend, monkeypatch):
-    served, cfg, catalog, sidmap, splits = backend
+    served, cfg, catalog, sidmap, splits, model_dir = backend
     recommender = served.recommender
     assert recommender.uses_context and recommender.titles  # the exported model kept how it was trained
     built = []
@@ -121,15 +123,18 @@ def test_the_backend_builds_the_prompt_training_built(backend, monkeypatch):
     ]
     responses = served.execute(requests)  # one dynamic batch of four requests
     assert all(r.error is None and len(r.outputs["ITEM_IDS"][0]) == 5 for r in responses)
+    # the hint lines read the table training wrote beside the model (served rows are not among its counts)
+    table = TransitionTable.load(model_dir / "transitions.json")
     trained = [
-        prompt for prompt, _ in build_training_texts(rows, sidmap, catalog, cfg.train)
+        prompt for prompt, _ in build_training_texts(rows, sidmap, catalog, cfg.train, table)
     ]  # the task mix is next-item only here, shuffled: compare as sets of exactly four prompts
     assert len(trained) == 4 and sorted(built) == sorted(trained)
     assert all(p.startswith("Context: ") and '"' in p for p in built)  # the context line and the titles
+    assert any("\nOften next: <a_" in p for p in built)  # and the hint line
 
 
 def test_a_request_without_clocks_gets_the_plain_prompt_and_bad_clocks_fail_alone(backend, monkeypatch):
-    served, _, _, _, splits = backend
+    served, _, _, _, splits, _ = backend
     recommender = served.recommender
     built = []
     original = recommender.prompts

@@ -81,10 +81,8 @@ def main() -> None:
         cfg = load_config(args.config, {"align": overrides})
         mined = mined_for(supervised, cfg, splits["train"], out)
         t0 = time.perf_counter()
-        policy, tokenizer = load_trained(Path(args.model))
-        aligned = Recommender(
-            [policy], tokenizer, supervised.sidmap, beam_size=supervised.beam_size, titles=supervised.titles
-        )
+        policy, _ = load_trained(Path(args.model))
+        aligned = supervised.with_models([policy])
         result = train_preferences(aligned, mined, cfg.align, select, None, cfg.eval.batch_size)
         seconds = time.perf_counter() - t0
         if result.state is None:

@@ -176,6 +176,23 @@ class Recommender:
             )
         self.trie = SidTrie.from_sidmap(sidmap, tokenizer).to(self.device)
 
+    def with_models(self, models: Sequence[torch.nn.Module]) -> Recommender:
+        """Other weights (e.g. a policy being aligned) behind this recommender's SID map, prompts (titles,
+        context line, hint line and the transitions it reads) and beam, with no served stage: the raw model,
+        reading exactly the prompts this one's model was trained on."""
+        return Recommender(
+            models,
+            self.tokenizer,
+            self.sidmap,
+            transitions=self.transitions,
+            beam_size=self.beam_size,
+            max_k=self.max_k,
+            titles=self.titles,
+            info=self.info,
+            uses_context=self.uses_context,
+            hint_successors=self.hint_successors,
+        )
+
     # -- identity --------------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -363,11 +363,9 @@ def align_model(
     mine_seconds = time.perf_counter() - t0
     select = selection_rows(select_examples, cfg)
     baseline = selection_score(supervised, select, cfg.eval.batch_size) if select is not None else None
-    policy, tokenizer = load_trained(model_dir)
+    policy, _ = load_trained(model_dir)
     policy.to(supervised.device)
-    aligned = Recommender(
-        [policy], tokenizer, supervised.sidmap, beam_size=supervised.beam_size, titles=supervised.titles
-    )
+    aligned = supervised.with_models([policy])
     del supervised  # the reference log-probs are mined: the frozen copy is no longer needed
     result = train_preferences(aligned, mined, acfg, select, baseline, cfg.eval.batch_size)
     in_beam = [r for r in mined.target_rank if r >= 0]

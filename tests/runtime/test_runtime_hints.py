@@ -71,6 +71,8 @@ def test_a_hinted_model_reads_its_table_when_served_and_refuses_to_run_without_i
     assert len(served.recommend([["i3", "i7"]], 5)[0]) == 5
     with pytest.raises(RecommenderError, match="hint_successors"):
         Recommender([model], tokenizer, sidmap, info=info)
+    # a policy under alignment reads the prompts its supervised model was trained on
+    assert served.with_models([model]).prompts([["i3", "i7"]]) == [prompt]
     # the directory round trip: the table is loaded because the model's record says its prompts carry hints
     path = served.save_pretrained(tmp_path / "rec")
     loaded = Recommender.from_pretrained(path)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from components.errors import SidrecError
 from components.runtime.backbone import decoder_and_head, resolve_device
 
 
@@ -85,6 +86,11 @@ def barrier() -> None:
 
 
 # -- FSDP (train.sharding: fsdp) --------------------------------------------------------------------------------
+class ShardingError(SidrecError, ValueError):
+    """Settings the chosen sharding cannot train: an expected error (one line naming what to set); a ValueError
+    too, as it was before it became one."""
+
+
 def check_fsdp(lora: bool, warmup_steps: int, checkpoint_every: int, ema: bool = False) -> None:
     """FSDP covers a full fine-tune without the token warm-up and without periodic checkpoints; refuse the rest
     with what to set, rather than train something else than asked. Why: the warm-up flips requires_grad and
@@ -102,7 +108,7 @@ def check_fsdp(lora: bool, warmup_steps: int, checkpoint_every: int, ema: bool =
         if bad
     ]
     if wrong:
-        raise ValueError(f"train.sharding fsdp supports full fine-tuning only: set {', '.join(wrong)}")
+        raise ShardingError(f"train.sharding fsdp supports full fine-tuning only: set {', '.join(wrong)}")
 
 
 def shard(loss_module: torch.nn.Module, model) -> torch.nn.Module:

@@ -20,7 +20,7 @@ from components.data.synthetic import generate_synthetic
 from components.local.procs import free_port
 from components.runtime.recommender import Recommender
 from components.sids.build import build_sids
-from components.training.distributed import check_fsdp
+from components.training.distributed import ShardingError, check_fsdp
 
 
 @pytest.fixture(scope="module")
@@ -88,5 +88,5 @@ def test_two_gloo_processes_with_fsdp_follow_the_one_process_run(world):
 
 def test_fsdp_refuses_what_it_does_not_shard():
     check_fsdp(lora=False, warmup_steps=0, checkpoint_every=0)
-    with pytest.raises(ValueError, match="train.lora: false, train.warmup_epochs: 0, train.checkpoint_every: 0"):
+    with pytest.raises(ShardingError, match="train.lora: false, train.warmup_epochs: 0, train.checkpoint_every: 0"):
         check_fsdp(lora=True, warmup_steps=3, checkpoint_every=500)

@@ -107,11 +107,13 @@ class TrainConfig(_Section):
     # given the target's SID prefix (training.examples.count_soft_targets). Rows whose last item has no other
     # recorded successor keep the one-hot target. 0: the target alone
     count_distill: float = Field(0.0, ge=0, lt=1)
-    # count statistics in the prompt: a line with the last item's this many most frequent successors among the
-    # training examples (the row's own transition left out when training; runtime.transitions.top_successors).
-    # The model reads them as it reads the history and learns when to copy one; served models read the same
-    # line from their transitions.json. 0: no hint line
+    # count statistics in the prompt: a line with this many most frequent successors of the history's last
+    # `hint_window` items (counts divided by distance from the end) among the training examples, the row's own
+    # transition left out when training (runtime.transitions.top_successors). The model reads them as it reads
+    # the history and learns when to copy one; served models read the same line from their transitions.json.
+    # 0: no hint line
     hint_successors: int = Field(0, ge=0, le=20)
+    hint_window: int = Field(1, ge=1, le=20)
     # extra next-item examples with the history cut to its last 1..len-1 items, per next-item example
     weight_suffix_crops: float = 0.0
     # SID-level softmax: a SID token's loss is normalised over its level's codes only (not the 49k-token

@@ -8,7 +8,7 @@ training, evaluation, think-ahead, Triton and the client cannot drift apart.
   (training.vocab.add_sid_tokens), so "<a_12>" never splits.
 - The prompt: history SIDs concatenated with no separator (each SID token names its level, so item boundaries
   are unambiguous); the answer (the target SID, or with reasoning " <think> ... </think>" then the SID) follows
-  "Next:". Titles, a runtime context line (as PLUM puts in the prompt) and a hint line (the last item's most
+  "Next:". Titles, a runtime context line (as PLUM puts in the prompt) and a hint line (the recent items' most
   frequent successors in the training data, runtime.transitions) are optional.
 - A think-ahead prefix is the first codes of a SID, stored and sent as text "12_7" (encode_prefix /
   decode_prefix: the one encoding, used by the think-ahead job, the online store, the client and Triton).
@@ -91,8 +91,8 @@ def format_prompt(
 ) -> str:
     """The prompt for the next item after `history` (oldest first); items outside the map are skipped.
 
-    `hints`: item ids written as a line of SIDs before the history ("Often next: ..."), e.g. the last item's
-    most frequent successors (TransitionTable.top_successors); the model learns when to copy one. An empty or
+    `hints`: item ids written as a line of SIDs before the history ("Often next: ..."), e.g. the recent
+    items' most frequent successors (TransitionTable.top_successors); the model learns when to copy one. An empty or
     None list writes no line, so a prompt without hints is the plain one."""
     parts = []
     for item in history:

@@ -138,7 +138,6 @@ class Recommender:
         titles: dict[str, str] | None = None,
         info: dict | None = None,
         uses_context: bool | None = None,
-        hint_successors: int | None = None,
     ) -> None:
         self.models = list(models)
         if not self.models:
@@ -163,12 +162,10 @@ class Recommender:
         self.uses_context = (
             bool((self.info.get("train") or {}).get("context", False)) if uses_context is None else uses_context
         )
-        # how many of the last item's successors the prompts' hint line names: as the model was trained
-        self.hint_successors = (
-            int((self.info.get("train") or {}).get("hint_successors", 0) or 0)
-            if hint_successors is None
-            else hint_successors
-        )
+        # the prompts' hint line (how many successors, of how many recent items): as the model was trained
+        trained = self.info.get("train") or {}
+        self.hint_successors = int(trained.get("hint_successors") or 0)
+        self.hint_window = int(trained.get("hint_window") or 1)
         if self.hint_successors > 0 and transitions is None:
             raise RecommenderError(
                 "this model's prompts carry hint lines (train.hint_successors) read from its transitions.json, "
@@ -190,7 +187,6 @@ class Recommender:
             titles=self.titles,
             info=self.info,
             uses_context=self.uses_context,
-            hint_successors=self.hint_successors,
         )
 
     # -- identity --------------------------------------------------------------------------------------------
@@ -340,7 +336,7 @@ class Recommender:
     def _hints(self, history: Sequence[str]) -> list[str] | None:
         if self.hint_successors <= 0 or self.transitions is None:
             return None
-        return self.transitions.top_successors(str(history[-1]) if len(history) else None, self.hint_successors)
+        return self.transitions.top_successors(history, self.hint_successors, self.hint_window)
 
     def generate(
         self,
@@ -411,12 +407,16 @@ class Recommender:
         return out
 
 
-PROMPT_SETTINGS = ("context", "include_titles_in_history", "hint_successors")
+PROMPT_SETTINGS = {"context": False, "include_titles_in_history": False, "hint_successors": 0, "hint_window": 1}
 
 
 def _prompt_settings(model_dir: Path) -> dict:
+    """The train settings that shape a model's prompts, defaults filled in (older records lack newer ones)."""
     train = model_info(model_dir).get("train") or {}
-    return {key: train.get(key) or 0 for key in PROMPT_SETTINGS}
+    out = {key: train.get(key) if train.get(key) is not None else default for key, default in PROMPT_SETTINGS.items()}
+    if not out["hint_successors"]:
+        out["hint_window"] = 1  # no hint line: its window shapes nothing
+    return out
 
 
 def _check_members(paths: list[Path], loaded: list) -> None:
@@ -431,7 +431,7 @@ def _check_members(paths: list[Path], loaded: list) -> None:
             raise RecommenderError(
                 f"{path} cannot decode with {paths[0]}: trained on other prompts ({_prompt_settings(path)} vs "
                 f"{prompts}); ensemble models trained with the same train.context, "
-                f"train.include_titles_in_history and train.hint_successors"
+                f"train.include_titles_in_history, train.hint_successors and train.hint_window"
             )
     for path, (_, other_tokenizer, other_map) in zip(paths[1:], loaded[1:], strict=True):
         if (

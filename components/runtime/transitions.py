@@ -66,17 +66,25 @@ class TransitionTable:
         counts = {item: n - (item == target) for item, n in (row or {}).items()}
         return {item: n for item, n in counts.items() if n > 0}
 
-    def top_successors(self, last_item: str | None, n: int, leave_out: str | None = None) -> list[str]:
-        """The n most frequent successors of `last_item`, most frequent first (ties by item id, so the same
-        table always writes the same prompt); `leave_out`: one last -> leave_out transition taken out first
-        (other_successors), as for a training row whose own transition is among the counts."""
-        if n <= 0:
+    def top_successors(
+        self, history: Sequence[str], n: int, window: int = 1, leave_out: str | None = None
+    ) -> list[str]:
+        """The n most frequent successors of the history's last `window` items, each item's counts divided by
+        its distance from the end (window 1: the last item's counts), best first, ties by item id (the same
+        table always writes the same prompt). `leave_out`: one last item -> leave_out transition taken out
+        first (other_successors), as for a training row whose own transition is among the counts."""
+        if n <= 0 or not len(history):
             return []
-        if leave_out is not None:
-            counts = self.other_successors(last_item, leave_out)
-        else:
-            counts = dict(self.successors.get(last_item) or {}) if last_item is not None else {}
-        return [item for item, _ in sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))[:n]]
+        scores: dict[str, float] = {}
+        for distance, item in enumerate(reversed(list(history)[-window:]), start=1):
+            item = str(item)
+            if distance == 1 and leave_out is not None:
+                counts = self.other_successors(item, leave_out)
+            else:
+                counts = self.successors.get(item) or {}
+            for successor, count in counts.items():
+                scores[successor] = scores.get(successor, 0.0) + count / distance
+        return [item for item, _ in sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:n]]
 
     def save(self, path: Path) -> Path:
         """Write atomically (temp file + rename): a reader sees the old table or the new one, never half."""

@@ -23,13 +23,11 @@ from components.sids.sidmap import SidMap
 HintFn = Callable[[Sequence[str], str], list[str]]  # (history, target) -> the item ids of the row's hint line
 
 
-def hint_lister(table: TransitionTable, n: int, counted: bool) -> HintFn:
-    """The hint line of a training row: the last item's n most frequent successors in `table`. `counted`: the
-    table was counted from these very rows, so each row's own transition is taken out first; else a hint
-    could name the label only because the row itself was counted, which no served request can see."""
-    return lambda history, target: table.top_successors(
-        str(history[-1]) if len(history) else None, n, target if counted else None
-    )
+def hint_lister(table: TransitionTable, n: int, window: int, counted: bool) -> HintFn:
+    """The hint line of a training row: its n best successors in `table` (TransitionTable.top_successors).
+    `counted`: the table was counted from these very rows, so each row's own transition is taken out first;
+    else a hint could name the label only because the row itself was counted, which no served request sees."""
+    return lambda history, target: table.top_successors(history, n, window, target if counted else None)
 
 
 def next_item_examples(
@@ -168,8 +166,8 @@ def training_hints(
         return None
     if transitions is None:
         table = TransitionTable.from_examples(examples["history"], examples["target"].astype(str))
-        return hint_lister(table, cfg.hint_successors, counted=True)
-    return hint_lister(transitions, cfg.hint_successors, counted=False)
+        return hint_lister(table, cfg.hint_successors, cfg.hint_window, counted=True)
+    return hint_lister(transitions, cfg.hint_successors, cfg.hint_window, counted=False)
 
 
 def build_training_texts(

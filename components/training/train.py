@@ -562,7 +562,7 @@ def train_model(
                 titles=served_titles,
                 uses_context=cfg.train.context,
                 transitions=transitions,
-                hint_successors=cfg.train.hint_successors,
+                info={"train": cfg.train.model_dump()},  # the prompt settings (hint line) it is trained on
             )
             rows = recommender.recommend(histories, 10, contexts=contexts, batch_size=cfg.eval.batch_size)
             ranked = [[i for i, _ in row] for row in rows]

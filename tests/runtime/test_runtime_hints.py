@@ -20,13 +20,16 @@ def _rows(*pairs: tuple[list[str], str]) -> pd.DataFrame:
 
 
 def test_top_successors_are_most_frequent_first_ties_by_id_and_can_leave_one_out():
-    table = TransitionTable({"a": {"y": 1, "x": 2, "z": 1, "w": 3}})
-    assert table.top_successors("a", 3) == ["w", "x", "y"]  # y before z: a tie goes by item id
-    assert table.top_successors("a", 9) == ["w", "x", "y", "z"]
-    assert table.top_successors("a", 2, leave_out="x") == ["w", "x"]  # x 2 -> 1 still ties y, z; x sorts first
-    assert table.top_successors("a", 4, leave_out="y") == ["w", "x", "z"]  # y's only count was the row's own
-    assert table.top_successors("b", 3) == [] and table.top_successors(None, 3) == []
-    assert table.top_successors("a", 0) == []
+    table = TransitionTable({"a": {"y": 1, "x": 2, "z": 1, "w": 3}, "b": {"v": 5, "y": 2}})
+    assert table.top_successors(["a"], 3) == ["w", "x", "y"]  # y before z: a tie goes by item id
+    assert table.top_successors(["b", "a"], 9) == ["w", "x", "y", "z"]  # window 1: the last item only
+    assert table.top_successors(["a"], 2, leave_out="x") == ["w", "x"]  # x 2 -> 1 ties y, z; x sorts first
+    assert table.top_successors(["a"], 4, leave_out="y") == ["w", "x", "z"]  # y's only count was the row's own
+    assert table.top_successors(["c"], 3) == [] and table.top_successors([], 3) == []
+    assert table.top_successors(["a"], 0) == []
+    # window 2: b's counts at distance 2 count half (v 2.5, y 1 + 1), the row's own transition only from a
+    assert table.top_successors(["b", "a"], 4, window=2) == ["w", "v", "x", "y"]
+    assert table.top_successors(["b", "a"], 9, window=2, leave_out="y") == ["w", "v", "x", "y", "z"]
 
 
 def test_the_hint_line_names_the_sids_and_an_empty_one_is_the_plain_prompt(tiny_sid_model):
@@ -63,11 +66,13 @@ def test_training_rows_never_see_their_own_label_through_their_own_count(tiny_si
 def test_a_hinted_model_reads_its_table_when_served_and_refuses_to_run_without_it(tiny_sid_model, tmp_path):
     model, tokenizer, sidmap = tiny_sid_model
     table = TransitionTable({"i7": {"i20": 1, "i30": 4, "gone-from-catalog": 9}})
-    info = {"train": {"hint_successors": 2}}
+    info = {"train": {"hint_successors": 2, "hint_window": 2}}
     served = Recommender([model], tokenizer, sidmap, beam_size=10, transitions=table, info=info)
     prompt = served.prompts([["i3", "i7"]])[0]
     assert prompt == format_prompt(["i3", "i7"], sidmap, hints=["gone-from-catalog", "i30"])
     assert prompt.startswith(f"Often next: {sid_of(sidmap, 'i30')}\n")  # an item outside the map is skipped
+    # i3 has no successors; i7, two back, is the one read
+    assert served.prompts([["i7", "i3"]])[0] == format_prompt(["i7", "i3"], sidmap, hints=["gone-from-catalog", "i30"])
     assert len(served.recommend([["i3", "i7"]], 5)[0]) == 5
     with pytest.raises(RecommenderError, match="hint_successors"):
         Recommender([model], tokenizer, sidmap, info=info)
@@ -76,7 +81,7 @@ def test_a_hinted_model_reads_its_table_when_served_and_refuses_to_run_without_i
     # the directory round trip: the table is loaded because the model's record says its prompts carry hints
     path = served.save_pretrained(tmp_path / "rec")
     loaded = Recommender.from_pretrained(path)
-    assert loaded.hint_successors == 2 and loaded.prompts([["i3", "i7"]]) == [prompt]
+    assert (loaded.hint_successors, loaded.hint_window) == (2, 2) and loaded.prompts([["i3", "i7"]]) == [prompt]
     # members trained on other prompts cannot share a beam
     member = tmp_path / "rec" / "model"
     other = tmp_path / "other"

@@ -159,13 +159,10 @@ class Recommender:
         self.titles = titles
         self.info = dict(info or {})
         # whether the prompts carry the runtime context line: as the model was trained (sidrec_model.json)
-        self.uses_context = (
-            bool((self.info.get("train") or {}).get("context", False)) if uses_context is None else uses_context
-        )
+        trained = prompt_settings(self.info.get("train"))
+        self.uses_context = bool(trained["context"]) if uses_context is None else uses_context
         # the prompts' hint line (how many successors, of how many recent items): as the model was trained
-        trained = self.info.get("train") or {}
-        self.hint_successors = int(trained.get("hint_successors") or 0)
-        self.hint_window = int(trained.get("hint_window") or 1)
+        self.hint_successors, self.hint_window = int(trained["hint_successors"]), int(trained["hint_window"])
         if self.hint_successors > 0 and transitions is None:
             raise RecommenderError(
                 "this model's prompts carry hint lines (train.hint_successors) read from its transitions.json, "
@@ -253,7 +250,7 @@ class Recommender:
         _check_members(paths, loaded)
         info = {**model_info(paths[0]), **{k: v for k, v in saved.items() if k.endswith("_version")}}
         blend_weight = saved.get("blend_weight", 0.0) if blend_weight is None else blend_weight
-        hinted = int((info.get("train") or {}).get("hint_successors", 0) or 0) > 0
+        hinted = prompt_settings(info.get("train"))["hint_successors"] > 0
         transitions = TransitionTable.load(paths[0] / TRANSITIONS_FILE) if blend_weight > 0 or hinted else None
         ranker_dir = paths[0] / RANKER_DIR if ranker is True else (Path(ranker) if ranker else None)
         titles = None
@@ -334,7 +331,7 @@ class Recommender:
         ]
 
     def _hints(self, history: Sequence[str]) -> list[str] | None:
-        if self.hint_successors <= 0 or self.transitions is None:
+        if self.hint_successors <= 0 or self.transitions is None:  # __init__ refuses hints without a table
             return None
         return self.transitions.top_successors(history, self.hint_successors, self.hint_window)
 
@@ -410,9 +407,10 @@ class Recommender:
 PROMPT_SETTINGS = {"context": False, "include_titles_in_history": False, "hint_successors": 0, "hint_window": 1}
 
 
-def _prompt_settings(model_dir: Path) -> dict:
-    """The train settings that shape a model's prompts, defaults filled in (older records lack newer ones)."""
-    train = model_info(model_dir).get("train") or {}
+def prompt_settings(train: dict | None) -> dict:
+    """The train settings that shape a model's prompts, from its record's `train` section, defaults filled in
+    (older records lack newer settings)."""
+    train = train or {}
     out = {key: train.get(key) if train.get(key) is not None else default for key, default in PROMPT_SETTINGS.items()}
     if not out["hint_successors"]:
         out["hint_window"] = 1  # no hint line: its window shapes nothing
@@ -425,11 +423,12 @@ def _check_members(paths: list[Path], loaded: list) -> None:
     on the same prompt settings (context line, titles, hint line)."""
     _, tokenizer, sidmap = loaded[0]
     ids = sid_token_ids(tokenizer, sidmap)
-    prompts = _prompt_settings(paths[0])
+    prompts = prompt_settings(model_info(paths[0]).get("train"))
     for path in paths[1:]:
-        if _prompt_settings(path) != prompts:
+        other = prompt_settings(model_info(path).get("train"))
+        if other != prompts:
             raise RecommenderError(
-                f"{path} cannot decode with {paths[0]}: trained on other prompts ({_prompt_settings(path)} vs "
+                f"{path} cannot decode with {paths[0]}: trained on other prompts ({other} vs "
                 f"{prompts}); ensemble models trained with the same train.context, "
                 f"train.include_titles_in_history, train.hint_successors and train.hint_window"
             )

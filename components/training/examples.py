@@ -23,13 +23,6 @@ from components.sids.sidmap import SidMap
 HintFn = Callable[[Sequence[str], str], list[str]]  # (history, target) -> the item ids of the row's hint line
 
 
-def hint_lister(table: TransitionTable, n: int, window: int, counted: bool) -> HintFn:
-    """The hint line of a training row: its n best successors in `table` (TransitionTable.top_successors).
-    `counted`: the table was counted from these very rows, so each row's own transition is taken out first;
-    else a hint could name the label only because the row itself was counted, which no served request sees."""
-    return lambda history, target: table.top_successors(history, n, window, target if counted else None)
-
-
 def next_item_examples(
     examples: pd.DataFrame,
     sidmap: SidMap,
@@ -39,7 +32,7 @@ def next_item_examples(
 ) -> list[tuple[str, str]]:
     """The served prompt of each example -> its target's SID; with `context`, the prompt carries the example's
     request context (runtime.context.contexts_of: its event time and the user's last event time before it);
-    with `hints`, its hint line (hint_lister)."""
+    with `hints`, its hint line (training_hints)."""
     lines = context_texts(contexts_of(examples) if context else None, len(examples))
     out = []
     for row, line in zip(examples.itertuples(index=False), lines, strict=True):
@@ -156,18 +149,15 @@ def behaviour_examples(
     return out
 
 
-def training_hints(
-    examples: pd.DataFrame, cfg: TrainConfig, transitions: TransitionTable | None = None
-) -> HintFn | None:
-    """The hint lines of these examples' prompts (TrainConfig.hint_successors), None when off. `transitions`:
-    the table they read, as served models read their transitions.json; None: counted from `examples` (as
-    training writes transitions.json), each row's own transition then left out."""
+def training_hints(cfg: TrainConfig, table: TransitionTable, counted: bool) -> HintFn | None:
+    """The hint line of a training row (TrainConfig.hint_successors, None when off): its best successors in
+    `table` (TransitionTable.top_successors). `counted`: the table was counted from these very rows, so each
+    row's own transition is taken out first; else a hint could name the label only because the row itself was
+    counted, which no served request sees. A served model's transitions.json is counted elsewhere (False)."""
     if cfg.hint_successors <= 0:
         return None
-    if transitions is None:
-        table = TransitionTable.from_examples(examples["history"], examples["target"].astype(str))
-        return hint_lister(table, cfg.hint_successors, cfg.hint_window, counted=True)
-    return hint_lister(transitions, cfg.hint_successors, cfg.hint_window, counted=False)
+    n, window = cfg.hint_successors, cfg.hint_window
+    return lambda history, target: table.top_successors(history, n, window, target if counted else None)
 
 
 def build_training_texts(
@@ -175,13 +165,15 @@ def build_training_texts(
     sidmap: SidMap,
     catalog: pd.DataFrame,
     cfg: TrainConfig,
-    transitions: TransitionTable | None = None,
+    hints: HintFn | None = None,
 ) -> list[tuple[str, str]]:
-    """The weighted task mix, shuffled deterministically; `transitions`: what the hint lines read
-    (training_hints)."""
+    """The weighted task mix, shuffled deterministically; `hints`: the rows' hint lines (training_hints), by
+    default read from the transitions of `examples` themselves, each row's own left out."""
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     history_titles = titles if cfg.include_titles_in_history else None
-    hints = training_hints(examples, cfg, transitions)
+    if hints is None and cfg.hint_successors > 0:
+        table = TransitionTable.from_examples(examples["history"], examples["target"].astype(str))
+        hints = training_hints(cfg, table, counted=True)
     nxt = next_item_examples(examples, sidmap, history_titles, cfg.context, hints)
     n_next = max(1, int(round(len(nxt) * cfg.weight_next_item)))
     texts = (nxt * (1 + n_next // max(len(nxt), 1)))[:n_next] if nxt else []

@@ -528,18 +528,14 @@ def train_model(
         model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
     sid_table = sid_token_ids(tokenizer, sidmap) if cfg.train.sid_softmax else None
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
-    texts = build_training_texts(train_examples, sidmap, catalog, cfg.train)
-    history_titles = titles if cfg.train.include_titles_in_history else None
-    soft_targets = count_soft_targets(
-        train_examples,
-        sidmap,
-        cfg.train.count_distill,
-        history_titles,
-        cfg.train.context,
-        training_hints(train_examples, cfg.train),
-    )
     # the chain a served hybrid blends with and served hint lines read, fit on exactly these training examples
     transitions = TransitionTable.from_examples(train_examples["history"], train_examples["target"].astype(str))
+    hints = training_hints(cfg.train, transitions, counted=True)
+    texts = build_training_texts(train_examples, sidmap, catalog, cfg.train, hints)
+    history_titles = titles if cfg.train.include_titles_in_history else None
+    soft_targets = count_soft_targets(
+        train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context, hints
+    )
     if cfg.train.lora:  # adapters + the SID rows (all of them when warm-starting: they keep learning)
         rows = new_ids or [int(i) for i in sid_token_ids(tokenizer, sidmap).flatten() if i >= 0]
         model = with_lora(model, cfg.train.lora_rank, rows)

@@ -46,7 +46,8 @@ def test_training_rows_never_see_their_own_label_through_their_own_count(tiny_si
     # after i1: i2 twice, i3 once; after i4: i5 once
     rows = _rows((["i1"], "i2"), (["i0", "i1"], "i2"), (["i1"], "i3"), (["i4"], "i5"))
     cfg = TrainConfig(hint_successors=2, weight_sid_title=0.0, weight_behaviour=0.0)
-    pairs = next_item_examples(rows, sidmap, hints=training_hints(rows, cfg))
+    counted = TransitionTable.from_examples(rows["history"], rows["target"])
+    pairs = next_item_examples(rows, sidmap, hints=training_hints(cfg, counted, counted=True))
     first, second, third, fourth = (prompt for prompt, _ in pairs)
     # i1 -> i2 seen by another row too: i2 (1 left) and i3 (1) stay, tied, by id
     assert first == format_prompt(["i1"], sidmap, hints=["i2", "i3"])
@@ -55,10 +56,10 @@ def test_training_rows_never_see_their_own_label_through_their_own_count(tiny_si
     assert fourth == format_prompt(["i4"], sidmap)  # nothing else ever followed i4: no line at all
     # with a table counted elsewhere (as a served model's), nothing is left out
     served = TransitionTable.from_examples(rows["history"], rows["target"])
-    assert next_item_examples(rows.tail(1), sidmap, hints=training_hints(rows, cfg, served))[0][0] == (
+    assert next_item_examples(rows.tail(1), sidmap, hints=training_hints(cfg, served, counted=False))[0][0] == (
         format_prompt(["i4"], sidmap, hints=["i5"])
     )
-    assert training_hints(rows, cfg.model_copy(update={"hint_successors": 0})) is None
+    assert training_hints(cfg.model_copy(update={"hint_successors": 0}), counted, counted=True) is None
     texts = build_training_texts(rows, sidmap, pd.DataFrame({"item_id": [], "title": []}), cfg)
     assert sorted(p for p, _ in texts) == sorted([first, second, third, fourth])
 

@@ -23,7 +23,7 @@ from components.runtime.recommender import Recommender
 from components.runtime.transitions import TransitionTable
 from components.serving.export import export_triton_repository
 from components.sids.build import build_sids
-from components.training.examples import build_training_texts
+from components.training.examples import build_training_texts, training_hints
 from components.training.train import train_model
 
 
@@ -126,7 +126,10 @@ def test_the_backend_builds_the_prompt_training_built(backend, monkeypatch):
     # the hint lines read the table training wrote beside the model (served rows are not among its counts)
     table = TransitionTable.load(model_dir / "transitions.json")
     trained = [
-        prompt for prompt, _ in build_training_texts(rows, sidmap, catalog, cfg.train, table)
+        prompt
+        for prompt, _ in build_training_texts(
+            rows, sidmap, catalog, cfg.train, training_hints(cfg.train, table, counted=False)
+        )
     ]  # the task mix is next-item only here, shuffled: compare as sets of exactly four prompts
     assert len(trained) == 4 and sorted(built) == sorted(trained)
     assert all(p.startswith("Context: ") and '"' in p for p in built)  # the context line and the titles

@@ -81,6 +81,10 @@ class ModelConfig(_Section):
     tiny_heads: int = 4
     max_length: int = 256
     dtype: Literal["float32", "bfloat16"] = "float32"
+    # keep only the first N decoder layers of a pretrained backbone (0: all): its embeddings and lower layers at a
+    # fraction of the cost, so that a pretrained model trains on the CPU (with train.sid_softmax, the output layer
+    # shrinks to the SID rows too)
+    pretrained_layers: int = Field(default=0, ge=0)
 
 
 class TrainConfig(_Section):

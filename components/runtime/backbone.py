@@ -92,8 +92,23 @@ def load_backbone(cfg: ModelConfig):
                 f"backbone {cfg.backbone!r}: not a known name (smollm2-135m, tiny) nor a local model directory"
             )
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        if cfg.pretrained_layers:
+            keep_first_layers(model, cfg.pretrained_layers)
     neutral_generation_config(model)
     return model, tokenizer
+
+
+def keep_first_layers(model, n: int) -> None:
+    """Cut a pretrained decoder to its first `n` layers, config included, so that save_pretrained writes (and
+    from_pretrained reads back) the shorter model as an ordinary checkpoint of its class."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    layers = decoder.layers
+    if not 1 <= n <= len(layers):
+        raise SidrecError(f"model.pretrained_layers {n}: the backbone has {len(layers)} layers; keep 1..{len(layers)}")
+    decoder.layers = torch.nn.ModuleList(list(layers)[:n])
+    model.config.num_hidden_layers = n
+    if isinstance(getattr(model.config, "layer_types", None), list):
+        model.config.layer_types = model.config.layer_types[:n]
 
 
 def neutral_generation_config(model) -> None:

@@ -101,7 +101,7 @@ def load_backbone(cfg: ModelConfig):
 def keep_first_layers(model, n: int) -> None:
     """Cut a pretrained decoder to its first `n` layers, config included, so that save_pretrained writes (and
     from_pretrained reads back) the shorter model as an ordinary checkpoint of its class."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    decoder = decoder_and_head(model)[0]
     layers = decoder.layers
     if not 1 <= n <= len(layers):
         raise SidrecError(f"model.pretrained_layers {n}: the backbone has {len(layers)} layers; keep 1..{len(layers)}")

@@ -42,9 +42,11 @@ def main() -> None:
     catalog = read_catalog_for(cfg)
     sid_dir = cached_sid_map(cfg, root)  # shared by every run with the same SID settings
     t0 = time.perf_counter()
-    model_dir = train_model(cfg, SidMap.load(sid_dir), catalog, splits["train"], splits["valid"], root / args.name)
+    sidmap = SidMap.load(sid_dir)
+    model_dir = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], root / args.name)
     seconds = time.perf_counter() - t0
-    curve = [(h["step"], h["valid"]) for h in json.loads((model_dir / "history.json").read_text()) if "valid" in h]
+    history = json.loads((model_dir / "history.json").read_text())
+    curve = [(h["step"], h["valid"]) for h in history if "valid" in h]
     valid = splits["valid"].head(args.valid_limit) if args.valid_limit else splits["valid"]
     best = max(curve, key=lambda c: c[1]) if curve else (None, None)
     recommender = Recommender.from_pretrained(model_dir, device=cfg.train.device, beam_size=cfg.serving.beam_size)
@@ -55,6 +57,8 @@ def main() -> None:
         "best_epoch": curve.index(best) + 1 if curve else None,
         "sample_best_hr10": best[1],
         "train_seconds": round(seconds, 1),
+        "steps": max((h["step"] for h in history), default=0),
+        "sid_version": sidmap.version,  # SID maps differ across machines: compare only runs on the same map
         "valid": score_recommender(recommender, valid, KS, cfg.eval.batch_size),
     }
     (model_dir / "result.json").write_text(json.dumps(result, indent=2))

@@ -111,6 +111,9 @@ class TrainConfig(_Section):
     # given the target's SID prefix (training.examples.count_soft_targets). Rows whose last item has no other
     # recorded successor keep the one-hot target. 0: the target alone
     count_distill: float = Field(0.0, ge=0, lt=1)
+    # label smoothing inside a SID level: each SID target keeps 1 - label_smoothing and spreads the rest evenly
+    # over its own level's codes (titles and other targets keep one-hot targets)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
     # count statistics in the prompt: a line with this many most frequent successors of the history's last
     # `hint_window` items (counts divided by distance from the end) among the training examples, the row's own
     # transition left out when training (runtime.transitions.top_successors). The model reads them as it reads

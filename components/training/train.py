@@ -116,6 +116,7 @@ def completion_loss(
     sid_table: torch.Tensor | None = None,
     reduction: str = "mean",
     soft: tuple[torch.Tensor, torch.Tensor] | None = None,
+    smoothing: tuple[torch.Tensor, float] | None = None,
 ) -> torch.Tensor:
     """Next-token cross-entropy over completion tokens only (output layer at those positions only): their mean,
     or with reduction "sum" their sum (what a distributed step divides by the global token count).
@@ -124,6 +125,9 @@ def completion_loss(
     against its own level's codes only; other targets (titles) keep the full-vocabulary softmax. With `soft`
     (_soft_batch: token ids and weights per position) a position's target is 1 - sum(weights) on its label and
     the weights on those tokens (count distillation); positions without weights keep the one-hot target.
+    With `smoothing` (the SID token table, eps) a SID target keeps 1 - eps of its target and spreads eps evenly
+    over its own level's codes (label smoothing inside the level: the beam ranks codes of one level against each
+    other, so that is where a flatter target acts; other targets are unchanged).
     """
     base, head = decoder_and_head(model)
     hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
@@ -134,12 +138,15 @@ def completion_loss(
     if soft is not None:
         soft_ids, soft_w = (t[:, 1:][select] for t in soft)
     if sid_table is None:
-        if soft_ids is None:
+        if soft_ids is None and smoothing is None:
             return torch.nn.functional.cross_entropy(head(hidden).float(), target, reduction=reduction)
         logp = torch.log_softmax(head(hidden).float(), -1)
         nll = _soft_nll(logp, target, soft_ids, soft_w)
+        if smoothing is not None:
+            nll = _smoothed(nll, logp, target, *smoothing)
         return nll.sum() if reduction == "sum" else nll.mean()
-    total = _sid_level_loss(head, hidden, target, sid_table, soft_ids, soft_w)
+    eps = smoothing[1] if smoothing is not None else 0.0
+    total = _sid_level_loss(head, hidden, target, sid_table, soft_ids, soft_w, eps)
     return total if reduction == "sum" else total / max(int(target.numel()), 1)
 
 
@@ -153,15 +160,30 @@ def _soft_nll(
     return (1 - soft_w.sum(1)) * gold - (soft_w * logp.gather(1, soft_ids)).sum(1)
 
 
+def _smoothed(nll: torch.Tensor, logp: torch.Tensor, target: torch.Tensor, table: torch.Tensor, eps: float):
+    """(1 - eps) * nll + eps * (mean NLL of the target's level codes) for SID targets of `table`; other rows keep
+    `nll`. `logp` [n, V] are full-vocabulary log-probabilities."""
+    out = nll
+    for level_ids in table:
+        level_ids = level_ids[level_ids >= 0]
+        here = (target.unsqueeze(1) == level_ids).any(1)
+        if here.any():
+            uniform = -logp[:, level_ids].mean(1)
+            out = torch.where(here, (1 - eps) * nll + eps * uniform, out)
+    return out
+
+
 class CompletionLoss(torch.nn.Module):
     """The model and its loss as one module, so that DistributedDataParallel sees the forward pass it syncs."""
 
-    def __init__(self, model, sid_table: torch.Tensor | None) -> None:
+    def __init__(
+        self, model, sid_table: torch.Tensor | None, smoothing: tuple[torch.Tensor, float] | None = None
+    ) -> None:
         super().__init__()
-        self.model, self.sid_table = model, sid_table
+        self.model, self.sid_table, self.smoothing = model, sid_table, smoothing
 
     def forward(self, input_ids, mask, labels, reduction: str = "mean", soft=None) -> torch.Tensor:
-        return completion_loss(self.model, input_ids, mask, labels, self.sid_table, reduction, soft)
+        return completion_loss(self.model, input_ids, mask, labels, self.sid_table, reduction, soft, self.smoothing)
 
 
 def _sid_level_loss(
@@ -171,9 +193,10 @@ def _sid_level_loss(
     sid_table: torch.Tensor,
     soft_ids: torch.Tensor | None = None,
     soft_w: torch.Tensor | None = None,
+    eps: float = 0.0,
 ) -> torch.Tensor:
     """The summed SID-level (and full-vocabulary, for other targets) cross-entropy; soft targets (token ids of
-    the same level) as in completion_loss."""
+    the same level) and label smoothing (eps over the level's codes) as in completion_loss."""
     total = hidden.new_zeros((), dtype=torch.float32)
     is_sid = torch.zeros_like(target, dtype=torch.bool)
     for level_ids in sid_table:
@@ -188,7 +211,8 @@ def _sid_level_loss(
         if soft_ids is not None:  # token ids -> this level's code indices (weights of other tokens dropped)
             found = soft_ids[here].unsqueeze(-1) == level_ids  # [n, K, codes]
             codes, weights = found.long().argmax(-1), torch.where(found.any(-1), soft_w[here], 0.0)
-        total = total + _soft_nll(logp, match[here].long().argmax(1), codes, weights).sum()
+        nll = _soft_nll(logp, match[here].long().argmax(1), codes, weights)
+        total = total + ((1 - eps) * nll - eps * logp.mean(-1)).sum()
     if (~is_sid).any():
         rest = head(hidden[~is_sid]).float()
         total = total + torch.nn.functional.cross_entropy(rest, target[~is_sid], reduction="sum")
@@ -273,6 +297,7 @@ def train_causal_lm(
     max_length: int = 256,
     sid_table: torch.Tensor | None = None,
     soft_targets: dict | None = None,
+    sid_levels: torch.Tensor | None = None,
 ) -> dict:
     """Completion-only training with token warm-up, grad accumulation, exact checkpoints/resume and curves, in one
     process or under torchrun (training.distributed: DDP over the same model, each global batch split by rank,
@@ -283,18 +308,30 @@ def train_causal_lm(
     sid_table (language.sid_token_ids) switches SID targets to the SID-level softmax (TrainConfig.sid_softmax).
     soft_targets ({(prompt, completion): one {token: weight} per completion token}, training.examples.
     count_soft_targets) move those weights of an example's target onto those tokens (TrainConfig.count_distill).
+    sid_levels (language.sid_token_ids) is the SID table label smoothing spreads over (TrainConfig.label_smoothing;
+    required when it is > 0).
     Only the parameters that require grad when training starts are trained (a LoRA model's adapters and new SID
     rows; everything for a full fine-tune); during the token warm-up only the embedding rows among them.
     Returns {"history", "best_valid", "train_seconds", "tokens", "steps", ...}.
     """
     with training_dropout(model, cfg.dropout):
         return _train(
-            model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table, soft_targets
+            model,
+            tokenizer,
+            examples,
+            cfg,
+            out_dir,
+            valid_fn,
+            new_token_ids,
+            max_length,
+            sid_table,
+            soft_targets,
+            sid_levels,
         )
 
 
 def _train(
-    model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table, soft_targets
+    model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table, soft_targets, sid_levels
 ) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -330,7 +367,12 @@ def _train(
             embedding = "embed_tokens" in name or "lm_head" in name or "trainable_tokens" in name
             p.requires_grad_(name in trainable and (not warm or embedding))
 
-    loss_module = CompletionLoss(model, sid_table)
+    smoothing = None
+    if cfg.label_smoothing > 0:
+        if sid_levels is None:
+            raise ValueError("train.label_smoothing needs the SID token table (sid_levels) to smooth over")
+        smoothing = (sid_levels.to(device), cfg.label_smoothing)
+    loss_module = CompletionLoss(model, sid_table, smoothing)
     ddp = loss_module
     sharded = ctx.distributed and cfg.sharding == "fsdp"
     if sharded:  # -- train.sharding: fsdp (FSDP2, training.distributed.shard) ---------------------------------
@@ -575,6 +617,7 @@ def train_model(
         cfg.model.max_length,
         sid_table,
         soft_targets,
+        sid_token_ids(tokenizer, sidmap) if cfg.train.label_smoothing > 0 else None,
     )
     full_state = None
     if cfg.train.sharding == "fsdp" and distributed.context().distributed:  # every rank sends rank 0 its shards

@@ -1,4 +1,5 @@
-"""Count distillation (TrainConfig.count_distill): the teacher's soft targets and the loss that uses them."""
+"""Soft SID targets: count distillation (TrainConfig.count_distill), the teacher's soft targets and the loss that
+uses them, and label smoothing inside a SID level (TrainConfig.label_smoothing)."""
 
 from __future__ import annotations
 
@@ -107,3 +108,32 @@ def test_soft_loss_is_the_cross_entropy_with_the_mixed_target(model_and_tokenize
     assert abs(float(got) - float(plain)) > 1e-3  # the soft part changes the loss
     none = _soft_batch([None] * len(pairs), ids.shape[1])
     assert none is None
+
+
+@pytest.mark.parametrize("sid_softmax", [False, True])
+def test_label_smoothing_spreads_eps_over_the_targets_level(model_and_tokenizer, sid_softmax):
+    model, tokenizer = model_and_tokenizer
+    rows = _rows((["d", "a"], "b"), (["b"], "c"), (["a"], "d"))
+    pairs = [
+        (format_prompt(h, SIDMAP), sid_of(SIDMAP, t)) for h, t in zip(rows["history"], rows["target"], strict=True)
+    ]
+    data = tokenize_pairs(tokenizer, pairs, 64)
+    ids, mask, labels = _batch(data, 0)
+    levels = sid_token_ids(tokenizer, SIDMAP)
+    table = levels if sid_softmax else None
+    eps = 0.3
+    with torch.no_grad():
+        got = completion_loss(model, ids, mask, labels, table, smoothing=(levels, eps))
+        plain = completion_loss(model, ids, mask, labels, table)
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    losses = []
+    for r, (_, completion) in enumerate(pairs):
+        n = int(mask[r].sum())
+        for j, token in enumerate(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(completion))):
+            support = levels[j][levels[j] >= 0] if sid_softmax else torch.arange(logits.shape[-1])
+            logp = torch.log_softmax(logits[r, n - 3 + j - 1, support], -1)
+            index = {int(t): k for k, t in enumerate(support)}
+            codes = torch.tensor([index[int(t)] for t in levels[j] if t >= 0])  # the level's codes in `support`
+            losses.append(-(1 - eps) * logp[index[token]] - eps * logp[codes].mean())
+    torch.testing.assert_close(got, torch.stack(losses).mean(), rtol=1e-4, atol=1e-5)
+    assert abs(float(got) - float(plain)) > 1e-3  # the smoothing changes the loss

@@ -43,6 +43,7 @@ from components.sids.refresh import refresh_sids
 from components.sids.sidmap import SidMap, lineage
 from components.store.artifacts import ArtifactStore
 from components.training import distributed
+from components.training.align import align_model
 from components.training.ranker import fit_ranker
 from components.training.train import train_model
 
@@ -250,7 +251,8 @@ def train(
     curated_version: str = "",
 ) -> dict:
     """Fine-tune on the examples' train rows (epochs picked on the select rows) and stage the model as a
-    'model_candidate' version; with serving.ranker also learn its ranking stage (on the select rows)."""
+    'model_candidate' version; with align.enabled first align it (training.align, guarded on the select rows);
+    with serving.ranker also learn its ranking stage (on the select rows)."""
     cfg = _cfg(config_path, overrides)
     store = _store(cfg)
     catalog, _ = _curated(store, curated_version)
@@ -264,6 +266,8 @@ def train(
     )
     if not distributed.context().is_main:  # under torchrun, rank 0 publishes
         return {"rank": distributed.context().rank}
+    if cfg.align.enabled:  # preference alignment; its guard (the select rows) keeps the supervised model if worse
+        model_dir = align_model(cfg, model_dir, rows["train"], rows["select"], _run_dir(cfg, "model_aligned"))
     ranker = None
     if cfg.serving.ranker:
         ranker = learn_served_ranker(
@@ -279,6 +283,7 @@ def train(
         "best_select_hr10": info.get("best_valid"),
         "train_seconds": info.get("train_seconds"),
         "warm_start": warm is not None,
+        "alignment": info.get("alignment", {}).get("status"),
         "ranker_cross_validated": ranker,
     }
 

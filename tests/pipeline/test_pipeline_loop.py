@@ -1,6 +1,6 @@
 """The production loop through its step functions: a catalog refresh served without retraining, retired items,
-warm starts, a gate that always compares with production (also after a SID rebuild), the churn guard, and the
-reasoning model gated before its prefixes are published."""
+warm starts, preference alignment in the training step, a gate that always compares with production (also after a
+SID rebuild), the churn guard, and the reasoning model gated before its prefixes are published."""
 
 from __future__ import annotations
 
@@ -92,8 +92,14 @@ def test_the_gate_refuses_a_worse_candidate_and_promotes_a_better_one_against_pr
     curated = store.latest_version("curated")
     sid = store.latest_version("sid_map")
     examples = steps.build_examples(config, None, curated, sid)["examples_version"]
-    _set(Path(config), train={"warm_start": False, "max_steps": 1})
+    # the worse candidate also goes through preference alignment (align.enabled): aligned or refused by its guard
+    # on the select rows, the step records which, and the gate still compares the result with production
+    _set(Path(config), train={"warm_start": False, "max_steps": 1}, align={"enabled": True, "rows": 16, "negatives": 3})
     worse = steps.train(config, None, examples, sid, curated)
+    info = json.loads((store.fetch("model_candidate", worse["candidate_version"]) / "sidrec_model.json").read_text())
+    assert worse["alignment"] == info["alignment"]["status"] and info["alignment"]["kept"] in ("aligned", "supervised")
+    assert info["alignment"]["rows"] > 0
+    _set(Path(config), align={"enabled": False})
     gate = steps.evaluate_and_gate(config, None, worse["candidate_version"], examples)
     assert gate["production"] is not None and not gate["promoted"]
     assert any("production" in r or "baseline" in r for r in gate["reasons"])

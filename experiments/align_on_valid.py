@@ -6,10 +6,13 @@
 The supervised model decodes align.rows training rows once (mined preferences cached in OUT/mined_*.pt, reused by
 every variant with the same rows, negatives and seed); each variant starts from the supervised weights, picks
 its epoch on the selection sample (the eval.max_examples valid rows training picked epochs on) and, with
---full-valid, is scored on the whole valid split. The guard's verdict (aligned vs supervised on the sample) is
-recorded but not enforced here, so every variant gets its valid numbers. Test is never touched. Writes
-OUT/NAME/ (the aligned model, result.json) and OUT/baseline.json (the supervised model on the sample and, with
---full-valid, on the whole split).
+--full-valid, is scored on the whole valid split. With --held-out, valid is cut in two halves by user (crc32 of
+user_id): alignment mines half A, whose targets the model never fit, and every score (epoch pick, supervised
+baseline, --full-valid) uses all of half B instead, so a gain from unseen rows can be told from one mined on the
+model's own training rows (the count teacher is still fit on train). The guard's verdict (aligned vs
+supervised on the sample) is recorded but not enforced here, so every variant gets its valid numbers. Test is
+never touched. Writes OUT/NAME/ (the aligned model, result.json) and OUT/baseline.json (baseline_heldout.json:
+the supervised model on the sample and, with --full-valid, on the whole split or half B).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import argparse
 import json
 import logging
 import time
+import zlib
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from components.config import PROJECT_ROOT, load_config
@@ -40,14 +45,20 @@ from components.training.train import load_trained
 from experiments.benchmark import KS
 
 
-def mined_for(supervised: Recommender, cfg, train, out: Path) -> Preferences:
-    """The supervised model's preferences on align.rows training rows, cached per (rows, negatives, seed)."""
+def valid_halves(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Valid cut by user into halves A and B (crc32 of user_id even / odd): no user has rows on both sides."""
+    odd = valid["user_id"].astype(str).map(lambda u: zlib.crc32(u.encode()) % 2 == 1)
+    return valid[~odd], valid[odd]
+
+
+def mined_for(supervised: Recommender, cfg, rows: pd.DataFrame, train: pd.DataFrame, path: Path) -> Preferences:
+    """The supervised model's preferences on align.rows of `rows` (the count teacher fit on `train`), cached at
+    `path`."""
     acfg = cfg.align
-    path = out / f"mined_r{acfg.rows}_n{acfg.negatives}_s{acfg.seed}.pt"
     if path.exists():
         return Preferences(**torch.load(path, weights_only=False))
     t0 = time.perf_counter()
-    mined = mine_preferences(supervised, sample_rows(train, acfg), acfg, cfg.eval.batch_size, teacher_table(train))
+    mined = mine_preferences(supervised, sample_rows(rows, acfg), acfg, cfg.eval.batch_size, teacher_table(train))
     logging.info("mined %d rows in %.0f s", len(mined.prompts), time.perf_counter() - t0)
     torch.save(vars(mined), path)
     return mined
@@ -60,6 +71,7 @@ def main() -> None:
     parser.add_argument("--variants", required=True, help="JSON [[name, {align overrides}], ...]")
     parser.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "benchmark.yaml"))
     parser.add_argument("--full-valid", action="store_true", help="also score each variant on the whole valid split")
+    parser.add_argument("--held-out", action="store_true", help="mine valid half A; pick and score on half B")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     out = Path(args.out)
@@ -68,18 +80,26 @@ def main() -> None:
     torch.set_num_threads(base_cfg.train.torch_threads or 1)
     splits = load_splits(base_cfg.path(base_cfg.data.splits_dir))
     supervised = Recommender.from_pretrained(args.model, beam_size=base_cfg.serving.beam_size)
-    select = selection_rows(splits["valid"], base_cfg)
-    baseline_path = out / "baseline.json"
+    pool, scored, tag = splits["train"], splits["valid"], ""
+    if args.held_out:
+        pool, scored = valid_halves(splits["valid"])
+        base_cfg = base_cfg.model_copy(update={"eval": base_cfg.eval.model_copy(update={"max_examples": len(scored)})})
+        tag = "_heldout"
+    select = selection_rows(scored, base_cfg)
+    baseline_path = out / f"baseline{tag}.json"
     baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else {"model": args.model}
     if "select" not in baseline:
         baseline["select"] = selection_score(supervised, select, base_cfg.eval.batch_size)
     if args.full_valid and "valid" not in baseline:
-        baseline["valid"] = score_recommender(supervised, splits["valid"], KS, base_cfg.eval.batch_size)
+        baseline["valid"] = score_recommender(supervised, scored, KS, base_cfg.eval.batch_size)
     baseline_path.write_text(json.dumps(baseline, indent=2))
     logging.info("supervised: %s", json.dumps(baseline))
     for name, overrides in json.loads(args.variants):
         cfg = load_config(args.config, {"align": overrides})
-        mined = mined_for(supervised, cfg, splits["train"], out)
+        acfg = cfg.align
+        mined = mined_for(
+            supervised, cfg, pool, splits["train"], out / f"mined{tag}_r{acfg.rows}_n{acfg.negatives}_s{acfg.seed}.pt"
+        )
         t0 = time.perf_counter()
         policy, _ = load_trained(Path(args.model))
         aligned = supervised.with_models([policy])
@@ -95,6 +115,7 @@ def main() -> None:
         summary = {
             "name": name,
             "overrides": overrides,
+            "held_out": args.held_out,
             "status": result.status,
             "guard": "aligned" if gain > cfg.align.min_gain else "supervised",
             "best_epoch": best["epoch"],
@@ -104,7 +125,7 @@ def main() -> None:
             "epochs": result.record["epochs"],
         }
         if args.full_valid:
-            summary["valid"] = score_recommender(aligned, splits["valid"], KS, cfg.eval.batch_size)
+            summary["valid"] = score_recommender(aligned, scored, KS, cfg.eval.batch_size)
         write_aligned(Path(args.model), out / name, policy, summary)
         (out / f"{name}.json").write_text(json.dumps(summary, indent=2))
         print(

@@ -568,7 +568,8 @@ def train_model(
         model, tokenizer = load_backbone(cfg.model)
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
         model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
-    sid_table = sid_token_ids(tokenizer, sidmap) if cfg.train.sid_softmax else None
+    sid_ids = sid_token_ids(tokenizer, sidmap)  # [levels, codes]: the SID-level softmax's and smoothing's table
+    sid_table = sid_ids if cfg.train.sid_softmax else None
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     # the chain a served hybrid blends with and served hint lines read, fit on exactly these training examples
     transitions = TransitionTable.from_examples(train_examples["history"], train_examples["target"].astype(str))
@@ -579,7 +580,7 @@ def train_model(
         train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context, hints
     )
     if cfg.train.lora:  # adapters + the SID rows (all of them when warm-starting: they keep learning)
-        rows = new_ids or [int(i) for i in sid_token_ids(tokenizer, sidmap).flatten() if i >= 0]
+        rows = new_ids or [int(i) for i in sid_ids.flatten() if i >= 0]
         model = with_lora(model, cfg.train.lora_rank, rows)
     valid_fn = None
     if select_examples is not None and len(select_examples):
@@ -617,7 +618,7 @@ def train_model(
         cfg.model.max_length,
         sid_table,
         soft_targets,
-        sid_token_ids(tokenizer, sidmap) if cfg.train.label_smoothing > 0 else None,
+        sid_ids if cfg.train.label_smoothing > 0 else None,
     )
     full_state = None
     if cfg.train.sharding == "fsdp" and distributed.context().distributed:  # every rank sends rank 0 its shards

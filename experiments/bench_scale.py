@@ -202,7 +202,7 @@ def bench_train(root: Path, backbone: str, steps_n: int, repeats: int, batch_siz
         params = sum(p.numel() for p in model.parameters())
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=r)
         texts = build_training_texts(train_rows, sidmap, catalog, train_cfg)
-        table = sid_token_ids(tokenizer, sidmap) if train_cfg.sid_softmax else None
+        table = sid_token_ids(tokenizer, sidmap)  # the SID-level softmax's table when train_cfg.sid_softmax
         with tempfile.TemporaryDirectory() as out:
             stats = train_causal_lm(model, tokenizer, texts, train_cfg, Path(out), None, new_ids, 256, table)
         rates.append(stats["tokens_per_second"])

@@ -295,9 +295,8 @@ def train_causal_lm(
     valid_fn: Callable[[object], float] | None = None,
     new_token_ids: list[int] | None = None,
     max_length: int = 256,
-    sid_table: torch.Tensor | None = None,
+    sid_ids: torch.Tensor | None = None,
     soft_targets: dict | None = None,
-    sid_levels: torch.Tensor | None = None,
 ) -> dict:
     """Completion-only training with token warm-up, grad accumulation, exact checkpoints/resume and curves, in one
     process or under torchrun (training.distributed: DDP over the same model, each global batch split by rank,
@@ -305,11 +304,10 @@ def train_causal_lm(
 
     valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept. With
     cfg.ema_decay both are the weights' moving average, not the live weights.
-    sid_table (language.sid_token_ids) switches SID targets to the SID-level softmax (TrainConfig.sid_softmax).
+    sid_ids (language.sid_token_ids) is the SID token table: with cfg.sid_softmax SID targets use the SID-level
+    softmax over it, with cfg.label_smoothing > 0 (which requires it) the smoothing spreads over its levels.
     soft_targets ({(prompt, completion): one {token: weight} per completion token}, training.examples.
     count_soft_targets) move those weights of an example's target onto those tokens (TrainConfig.count_distill).
-    sid_levels (language.sid_token_ids) is the SID table label smoothing spreads over (TrainConfig.label_smoothing;
-    required when it is > 0).
     Only the parameters that require grad when training starts are trained (a LoRA model's adapters and new SID
     rows; everything for a full fine-tune); during the token warm-up only the embedding rows among them.
     Returns {"history", "best_valid", "train_seconds", "tokens", "steps", ...}.
@@ -324,14 +322,13 @@ def train_causal_lm(
             valid_fn,
             new_token_ids,
             max_length,
-            sid_table,
+            sid_ids,
             soft_targets,
-            sid_levels,
         )
 
 
 def _train(
-    model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_table, soft_targets, sid_levels
+    model, tokenizer, examples, cfg, out_dir, valid_fn, new_token_ids, max_length, sid_ids, soft_targets
 ) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -340,7 +337,8 @@ def _train(
         torch.set_num_threads(cfg.torch_threads)
     ctx, device = distributed.init(cfg.device)
     model.to(device)
-    sid_table = sid_table.to(device) if sid_table is not None else None
+    sid_ids = sid_ids.to(device) if sid_ids is not None else None
+    sid_table = sid_ids if cfg.sid_softmax else None
     data = tokenize_pairs(tokenizer, examples, max_length)
     soft = soft_positions(tokenizer, examples, data, soft_targets) if soft_targets else [None] * len(data)
     n_batches = math.ceil(len(data) / cfg.batch_size)
@@ -369,9 +367,9 @@ def _train(
 
     smoothing = None
     if cfg.label_smoothing > 0:
-        if sid_levels is None:
-            raise ValueError("train.label_smoothing needs the SID token table (sid_levels) to smooth over")
-        smoothing = (sid_levels.to(device), cfg.label_smoothing)
+        if sid_ids is None:
+            raise ValueError("train.label_smoothing needs the SID token table (sid_ids) to smooth over")
+        smoothing = (sid_ids, cfg.label_smoothing)
     loss_module = CompletionLoss(model, sid_table, smoothing)
     ddp = loss_module
     sharded = ctx.distributed and cfg.sharding == "fsdp"
@@ -569,7 +567,6 @@ def train_model(
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
         model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
     sid_ids = sid_token_ids(tokenizer, sidmap)  # [levels, codes]: the SID-level softmax's and smoothing's table
-    sid_table = sid_ids if cfg.train.sid_softmax else None
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     # the chain a served hybrid blends with and served hint lines read, fit on exactly these training examples
     transitions = TransitionTable.from_examples(train_examples["history"], train_examples["target"].astype(str))
@@ -616,9 +613,8 @@ def train_model(
         valid_fn,
         new_ids,
         cfg.model.max_length,
-        sid_table,
+        sid_ids,
         soft_targets,
-        sid_ids if cfg.train.label_smoothing > 0 else None,
     )
     full_state = None
     if cfg.train.sharding == "fsdp" and distributed.context().distributed:  # every rank sends rank 0 its shards

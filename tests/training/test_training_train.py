@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -92,6 +93,20 @@ def test_training_reduces_loss_resumes_and_saves(world, tmp_path):
     losses = [h["loss"] for h in stats["history"] if "loss" in h]
     assert losses[-1] < losses[0] and stats["steps"] == 12
     assert (tmp_path / "t" / "training_curve.png").exists() and not (tmp_path / "t" / "checkpoint.pt").exists()
+
+
+def test_label_smoothing_needs_and_uses_the_sid_table(world, tmp_path):
+    """train.label_smoothing spreads over the SID token table it is given (train_model always passes it); without
+    one it is refused instead of silently training one-hot."""
+    cfg, catalog, _, sidmap, splits = world
+    model, tokenizer = load_backbone(cfg.model)
+    add_sid_tokens(model, tokenizer, sidmap)
+    texts = build_training_texts(splits["train"], sidmap, catalog, cfg.train)
+    smoothed = cfg.train.model_copy(update={"label_smoothing": 0.1, "max_steps": 2, "warm_start": False})
+    with pytest.raises(ValueError, match="label_smoothing needs the SID token table"):
+        train_causal_lm(model, tokenizer, texts, smoothed, tmp_path / "none")
+    stats = train_causal_lm(model, tokenizer, texts, smoothed, tmp_path / "s", sid_ids=sid_token_ids(tokenizer, sidmap))
+    assert stats["steps"] == 2 and all(math.isfinite(h["loss"]) for h in stats["history"] if "loss" in h)
 
 
 def test_train_model_writes_a_loadable_model(world, tmp_path):

@@ -44,6 +44,7 @@ MODEL_INFO_FILE = "sidrec_model.json"
 TITLES_FILE = "titles.json"
 SID_MAP_DIR = "sid_map"
 MAX_PROMPT_TOKENS = 512
+DEFAULT_MAX_LENGTH = 256  # model.max_length of records that predate it (ModelConfig's default then and now)
 Candidates = list[list[tuple[str, float]]]  # per row: (item_id, score), best first
 
 
@@ -63,8 +64,11 @@ def member_dir_name(index: int) -> str:
 
 
 def encode_prompts(tokenizer, prompts: list[str], max_length: int = MAX_PROMPT_TOKENS):
-    """Left-padded ids and attention mask for a batch of prompts (decoding appends at the right end)."""
+    """Left-padded ids and attention mask for a batch of prompts (decoding appends at the right end). A prompt
+    longer than `max_length` tokens keeps its last ones, as training cut it (training.train.tokenize_pairs): the
+    end ("Next:") is what the model continues from."""
     tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"
     enc = tokenizer(
         prompts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True, max_length=max_length
     )
@@ -168,6 +172,8 @@ class Recommender:
                 "this model's prompts carry hint lines (train.hint_successors) read from its transitions.json, "
                 "and none was given: load it with Recommender.from_pretrained, or train it again"
             )
+        # prompts are cut to the token count training read (from the left, keeping the end)
+        self.prompt_tokens = prompt_token_budget(self.info, sidmap.n_levels)
         self.trie = SidTrie.from_sidmap(sidmap, tokenizer).to(self.device)
 
     def with_models(self, models: Sequence[torch.nn.Module]) -> Recommender:
@@ -350,7 +356,9 @@ class Recommender:
         for start in range(0, len(histories), batch_size):
             rows = slice(start, start + batch_size)
             ids, mask = encode_prompts(
-                self.tokenizer, self.prompts(histories[rows], contexts[rows] if contexts else None)
+                self.tokenizer,
+                self.prompts(histories[rows], contexts[rows] if contexts else None),
+                self.prompt_tokens,
             )
             result = constrained_beam_search(
                 self.models if len(self.models) > 1 else self.models[0],
@@ -407,6 +415,14 @@ class Recommender:
 PROMPT_SETTINGS = {"context": False, "include_titles_in_history": False, "hint_successors": 0, "hint_window": 1}
 
 
+def prompt_token_budget(info: dict, n_levels: int) -> int:
+    """How many prompt tokens a model read in training: model.max_length less its completion (one SID, a token
+    per level; training.train.tokenize_pairs cuts every prompt to this from the left). Serving cuts the same
+    way, so a long history reads as it did in training."""
+    max_length = (info.get("model") or {}).get("max_length") or DEFAULT_MAX_LENGTH
+    return max(1, int(max_length) - n_levels)
+
+
 def prompt_settings(train: dict | None) -> dict:
     """The train settings that shape a model's prompts, from its record's `train` section, defaults filled in
     (older records lack newer settings)."""
@@ -423,14 +439,16 @@ def _check_members(paths: list[Path], loaded: list) -> None:
     on the same prompt settings (context line, titles, hint line)."""
     _, tokenizer, sidmap = loaded[0]
     ids = sid_token_ids(tokenizer, sidmap)
-    prompts = prompt_settings(model_info(paths[0]).get("train"))
+    first = model_info(paths[0])
+    prompts = {**prompt_settings(first.get("train")), "max_length": prompt_token_budget(first, sidmap.n_levels)}
     for path in paths[1:]:
-        other = prompt_settings(model_info(path).get("train"))
+        info = model_info(path)
+        other = {**prompt_settings(info.get("train")), "max_length": prompt_token_budget(info, sidmap.n_levels)}
         if other != prompts:
             raise RecommenderError(
                 f"{path} cannot decode with {paths[0]}: trained on other prompts ({other} vs "
                 f"{prompts}); ensemble models trained with the same train.context, "
-                f"train.include_titles_in_history, train.hint_successors and train.hint_window"
+                f"train.include_titles_in_history, train.hint_successors, train.hint_window and model.max_length"
             )
     for path, (_, other_tokenizer, other_map) in zip(paths[1:], loaded[1:], strict=True):
         if (

@@ -190,7 +190,7 @@ def mine_preferences(
     with torch.inference_mode():
         for start in range(0, len(prompts), batch_size):
             sl = slice(start, start + batch_size)
-            ids, mask = encode_prompts(recommender.tokenizer, prompts[sl])
+            ids, mask = encode_prompts(recommender.tokenizer, prompts[sl], recommender.prompt_tokens)
             reference[sl] = candidate_logprobs(model, ids, mask, codes[sl], recommender.trie)
     teacher = torch.zeros((len(candidates), width))
     if table is not None:
@@ -273,7 +273,7 @@ def train_preferences(
         losses, first = [], 0
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start : start + cfg.batch_size]
-            ids, mask = encode_prompts(tokenizer, [mined.prompts[i] for i in idx])
+            ids, mask = encode_prompts(tokenizer, [mined.prompts[i] for i in idx], aligned.prompt_tokens)
             valid = mined.valid[idx].to(device)
             logp = candidate_logprobs(policy, ids.to(device), mask.to(device), mined.codes[idx].to(device), trie)
             loss = preference_loss(

@@ -598,7 +598,8 @@ def train_model(
                 titles=served_titles,
                 uses_context=cfg.train.context,
                 transitions=transitions,
-                info={"train": cfg.train.model_dump()},  # the prompt settings (hint line) it is trained on
+                # the prompt settings (hint line) and the prompt length it is trained on
+                info={"train": cfg.train.model_dump(), "model": cfg.model.model_dump()},
             )
             rows = recommender.recommend(histories, 10, contexts=contexts, batch_size=cfg.eval.batch_size)
             ranked = [[i for i, _ in row] for row in rows]

@@ -96,6 +96,10 @@ def test_an_ensemble_loads_together_and_refuses_members_of_another_sid_map(tiny_
     c = _save(model, tokenizer, other, tmp_path / "c")
     with pytest.raises(RecommenderError, match="cannot decode with"):
         Recommender.from_pretrained([a, c])
+    # a member trained on longer prompts would read a prompt cut shorter than it learnt from
+    (b / "sidrec_model.json").write_text(json.dumps({"model": {"max_length": 512}}))
+    with pytest.raises(RecommenderError, match="model.max_length"):
+        Recommender.from_pretrained([a, b])
     examples = pd.DataFrame({"history": [sidmap.item_ids[:2], sidmap.item_ids[3:5]], "target": sidmap.item_ids[2:4]})
     metrics = score_recommender(loaded, examples, [3])
     assert metrics["invalid_rate"] == 0.0 and metrics["rows"] == 2

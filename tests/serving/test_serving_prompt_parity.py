@@ -19,12 +19,13 @@ import pytest
 from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
+from components.runtime import recommender as recommender_module
 from components.runtime.recommender import Recommender
 from components.runtime.transitions import TransitionTable
 from components.serving.export import export_triton_repository
 from components.sids.build import build_sids
 from components.training.examples import build_training_texts, training_hints
-from components.training.train import train_model
+from components.training.train import tokenize_pairs, train_model
 
 
 class _Tensor:
@@ -67,7 +68,8 @@ def backend(tmp_path_factory):
     cfg = load_config(
         None,
         overrides={
-            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
+            # short enough that some prompts (context line, titles, hint line, history) are cut
+            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2, "max_length": 48},
             "train": {
                 "max_steps": 2,
                 "batch_size": 8,
@@ -147,3 +149,33 @@ def test_a_request_without_clocks_gets_the_plain_prompt_and_bad_clocks_fail_alon
     responses = served.execute([_request(history), bad])
     assert responses[0].error is None and not built[0].startswith("Context: ")
     assert "REQUEST_UNIX must be a positive unix time" in responses[1].error.message and len(built) == 1
+
+
+def test_a_long_prompt_reaches_the_model_cut_as_training_cut_it(backend, monkeypatch):
+    """Token parity: the ids the backend decodes from are the prompt tokens training fit, for prompts over the
+    model's max_length too (cut from the left: the history's end and "Next:" stay)."""
+    served, cfg, catalog, sidmap, splits, model_dir = backend
+    encoded = []
+    original = recommender_module.encode_prompts
+
+    def recording(tokenizer, prompts, max_length=recommender_module.MAX_PROMPT_TOKENS):
+        ids, mask = original(tokenizer, prompts, max_length)
+        encoded.extend(row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True))
+        return ids, mask
+
+    monkeypatch.setattr(recommender_module, "encode_prompts", recording)
+    rows = splits["test"].head(4)
+    served.execute(
+        [
+            _request(row.history, at=int(row.event_timestamp.timestamp()), last=row.last_event_unix)
+            for row in rows.itertuples()
+        ]
+    )
+    table = TransitionTable.load(model_dir / "transitions.json")
+    pairs = build_training_texts(rows, sidmap, catalog, cfg.train, training_hints(cfg.train, table, counted=False))
+    trained = [ids[:n_prompt] for ids, n_prompt in tokenize_pairs(served.recommender.tokenizer, pairs, 48)]
+    full = served.recommender.tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
+    assert any(len(ids) > 48 - sidmap.n_levels for ids in full)  # the case under test: prompts that were cut
+    assert sorted(encoded) == sorted(trained)
+    tail = served.recommender.tokenizer("Next:", add_special_tokens=False)["input_ids"]
+    assert all(ids[-len(tail) :] == tail for ids in encoded)

@@ -319,15 +319,16 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict | No
     elif path != DEFAULT_CONFIG:
         raise FileNotFoundError(f"config file not found: {path}")
     if overrides:
-        raw = _deep_merge(raw, overrides)
+        raw = deep_merge(raw, overrides)
     return Config.model_validate(raw)
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def deep_merge(base: dict, extra: dict) -> dict:
+    """`base` with `extra`'s keys on top, nested sections merged key by key (how overrides apply to a YAML)."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out

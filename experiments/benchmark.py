@@ -83,14 +83,34 @@ def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Pat
 
     `prebuilt`: a map built elsewhere with the same settings, copied in instead of building (no encoder needed).
     """
-    import shutil
-
     sid_dir = Path(root) / f"sid_map_{embedding_config_hash(cfg.sids)}"
-    if prebuilt and not sid_dir.exists():
-        shutil.copytree(prebuilt, sid_dir)
+    if prebuilt:
+        copy_prebuilt_sid_map(cfg, prebuilt, sid_dir)
     if not (sid_dir / "metrics.json").exists():
         build_sids(read_catalog_for(cfg), fit_period_events(read_events_for(cfg), "valid"), cfg.sids, sid_dir)
     return sid_dir
+
+
+def copy_prebuilt_sid_map(cfg: Config, prebuilt: Path, target: Path) -> SidMap:
+    """A SID map built elsewhere, copied to `target` (kept if already there) once its record shows it was built
+    with cfg.sids' settings. Why: a run on another machine (a lent GPU) then decodes on the very maps of the CPU
+    headline, and needs neither the text encoder nor the quantizer; a map of other settings would silently
+    score another model."""
+    import shutil
+
+    record = Path(prebuilt) / "metrics.json"
+    if not record.exists():
+        raise FileNotFoundError(f"{prebuilt}: not a SID map (no metrics.json); build one with `sidrec sids build`")
+    built_with = json.loads(record.read_text()).get("embedding_config_hash")
+    if built_with != embedding_config_hash(cfg.sids):
+        raise ValueError(
+            f"{prebuilt}: built with SID settings {built_with}, the config's are {embedding_config_hash(cfg.sids)}: "
+            f"pass a map built with this config's sids section"
+        )
+    if not (Path(target) / "metrics.json").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(prebuilt, target)
+    return SidMap.load(target)
 
 
 def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, overrides: dict | None = None) -> dict:
@@ -449,15 +469,20 @@ def final_test(
     epochs: float | list[float],
     out_dir: Path,
     keep_candidates: bool = False,
+    prebuilt_sid_map: Path | None = None,
 ) -> dict:
     """Rebuild the SIDs on train + valid events, retrain on train + valid for the selected epochs (nothing is
     picked on test) and score test once; the same for the ensemble with benchmark.ensemble_size > 1
     ("test_ensemble"), each seed for its own count when `epochs` is a list (final_runs). The map goes to
     out_dir/../<out_dir name>_sid_map. With keep_candidates, "test_candidates" holds the beam candidates of the
-    last scored model (the ensemble when there is one).
+    last scored model (the ensemble when there is one). `prebuilt_sid_map`: that map (built on train + valid
+    events with the same settings, e.g. by the CPU headline) instead of a rebuild.
     """
-    events = fit_period_events(read_events_for(cfg), "test")
-    sidmap = build_sids(catalog, events, cfg.sids, Path(out_dir).with_name(Path(out_dir).name + "_sid_map"))
+    sid_dir = Path(out_dir).with_name(Path(out_dir).name + "_sid_map")
+    if prebuilt_sid_map is not None:
+        sidmap = copy_prebuilt_sid_map(cfg, prebuilt_sid_map, sid_dir)
+    else:
+        sidmap = build_sids(catalog, fit_period_events(read_events_for(cfg), "test"), cfg.sids, sid_dir)
     fit = fit_split(splits, "test")
     final_dir, *members = train_all(
         [(c, sidmap, catalog, fit, None, d) for c, d in final_runs(cfg, epochs, out_dir)],

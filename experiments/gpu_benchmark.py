@@ -97,10 +97,12 @@ def run_recipe(
     valid_limit: int | None = None,
     test_limit: int | None = None,
     sid_map: str | None = None,
+    test_sid_map: str | None = None,
 ) -> dict:
     """Phase 1 (the variants side by side, each selected and scored on valid), then phase 2 (the best one
     retrained on train + valid, test scored once). `overrides` go on top of every variant (e.g. the smoke
-    settings). Returns the summary it writes to out/summary.json."""
+    settings). `sid_map` / `test_sid_map`: prebuilt maps for the two phases (copy_prebuilt_sid_map) instead of
+    building them here. Returns the summary it writes to out/summary.json."""
     variants = [(name, deep_merge(own, overrides or {})) for name, own in variants]
     cfg = load_config(config, variants[0][1])
     out = Path(out)
@@ -132,7 +134,14 @@ def run_recipe(
         catalog = read_catalog_for(best_cfg)
         epochs = selected_epochs(select_root / best, best_cfg.train.epochs)
         log.info("phase 2: %s, %s epochs on train + valid", best, epochs)
-        final = final_test(best_cfg, catalog, splits, epochs, out / "model_final")
+        final = final_test(
+            best_cfg,
+            catalog,
+            splits,
+            epochs,
+            out / "model_final",
+            prebuilt_sid_map=Path(test_sid_map) if test_sid_map else None,
+        )
         name = f"sidrec generative ({best_cfg.model.backbone}, {best}, {best_cfg.train.device})"
         summary.update({"selected": best, "overrides": chosen, **final})
         table = markdown_table(
@@ -160,6 +169,7 @@ def main() -> None:
     parser.add_argument("--variant", action="append", type=parse_variant, help="NAME=JSON (default: the recipe)")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "runs" / "gpu_benchmark"))
     parser.add_argument("--sid-map", help="a SID map built with the config's SID settings on train-period events")
+    parser.add_argument("--test-sid-map", help="the same on train- and valid-period events (phase 2's map)")
     parser.add_argument("--phase1-seconds", type=float, default=420)
     parser.add_argument("--valid-limit", type=int, help="score variants on the first N valid rows")
     parser.add_argument("--test-limit", type=int, help="score the final model on the first N test rows")
@@ -177,6 +187,7 @@ def main() -> None:
         valid_limit=args.valid_limit or (SMOKE_ROWS if args.smoke else None),
         test_limit=args.test_limit or (SMOKE_ROWS if args.smoke else None),
         sid_map=args.sid_map,
+        test_sid_map=args.test_sid_map,
     )
     if (Path(args.out) / "table.md").exists():
         print((Path(args.out) / "table.md").read_text())

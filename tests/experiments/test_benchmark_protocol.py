@@ -193,3 +193,21 @@ def test_a_setting_added_after_a_model_was_written_counts_as_its_default(tmp_pat
     stopped = cfg.model_copy(update={"train": cfg.train.model_copy(update={"stop_epochs": 3.0})})
     assert not is_finished(stopped, _SidMap(), tmp_path)
     assert not is_finished(cfg, _SidMap(), tmp_path / "missing")
+
+
+def test_a_prebuilt_sid_map_is_used_only_when_built_with_the_configs_settings(tmp_path):
+    from components.config import load_config
+    from components.data.synthetic import generate_synthetic
+    from components.sids.build import build_sids
+    from experiments.benchmark import copy_prebuilt_sid_map
+
+    catalog, events = generate_synthetic(n_items=40, n_users=30, seed=1)
+    sids = {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8}
+    built = build_sids(catalog, events, load_config(None, {"sids": sids}).sids, tmp_path / "elsewhere")
+    copied = copy_prebuilt_sid_map(load_config(None, {"sids": sids}), tmp_path / "elsewhere", tmp_path / "here")
+    assert copied.version == built.version and (tmp_path / "here" / "metrics.json").exists()
+    other = load_config(None, {"sids": {**sids, "codebook_size": 16}})
+    with pytest.raises(ValueError, match="built with SID settings"):
+        copy_prebuilt_sid_map(other, tmp_path / "elsewhere", tmp_path / "there")
+    with pytest.raises(FileNotFoundError, match="not a SID map"):
+        copy_prebuilt_sid_map(other, tmp_path, tmp_path / "there")

@@ -42,6 +42,8 @@ from components.runtime.recommender import Recommender, model_info
 from components.runtime.transitions import TransitionTable
 from components.sids.build import build_sids, embedding_config_hash
 from components.sids.sidmap import SidMap
+from components.training.align import RECORD_FILE as ALIGN_RECORD_FILE
+from components.training.align import align_model
 from components.training.train import train_model
 from experiments.blend import blended_items, select_blend_weight
 from experiments.rerank import score_ranker
@@ -133,7 +135,7 @@ def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, o
         for split in scored:
             results[split][RANKER_BASELINE] = ranker[split]
     generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir, valid_only)
-    backbone = cfg.model.backbone
+    backbone = cfg.model.backbone + (" + preference alignment" if cfg.align.enabled else "")
     rows: dict[str, tuple[str, str]] = {}  # row name -> (key suffix in `generative`, kind)
     if "valid_one_model" in generative:
         rows[f"generative only: {backbone}, one model (mean of {bench.ensemble_size} seeds)"] = ("_one_model", GEN)
@@ -157,6 +159,7 @@ def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, o
     results["meta"] = {
         "sid_map": json.loads((out_dir / "sid_map" / "metrics.json").read_text()),
         "selected_epochs": generative["selected_epochs"],
+        "aligned_epochs": generative.get("aligned_epochs"),  # per seed, kept on valid (None: stayed supervised)
         "blend_weights_on_valid": generative.get("blend_weights_on_valid"),
         # which rows are the generative model alone (its list is the final list), which blend it with counts, and
         # which put a learnt ranker after it; everything else is a baseline
@@ -222,25 +225,59 @@ def _train_job(job: tuple) -> Path:
     return train_model(*job)
 
 
-def train_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
-    """train_model for each (cfg, sidmap, catalog, train, valid, out_dir) job not finished yet (is_finished),
-    `parallel` processes at a time.
+def _align_job(job: tuple) -> Path:
+    return align_model(*job)
+
+
+def _in_processes(fn: Callable[[tuple], Path], jobs: list[tuple], parallel: int) -> None:
+    """fn(job) for each job, `parallel` spawned processes at a time (one job: in this process).
 
     Why processes: a small model trains on one thread (train.torch_threads) and leaves the other cores idle, and
-    ensemble members are independent. Finished models are skipped before anything is started.
-    """
-    pending = [job for job in jobs if not is_finished(job[0], job[1], job[5])]
-    if parallel > 1 and len(pending) > 1:
+    ensemble members are independent."""
+    if parallel > 1 and len(jobs) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(max_workers=min(parallel, len(pending)), mp_context=context) as pool:
-            list(pool.map(_train_job, pending))
+        with ProcessPoolExecutor(max_workers=min(parallel, len(jobs)), mp_context=context) as pool:
+            list(pool.map(fn, jobs))
     else:
-        for job in pending:
-            _train_job(job)
+        for job in jobs:
+            fn(job)
+
+
+def train_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
+    """train_model for each (cfg, sidmap, catalog, train, valid, out_dir) job not finished yet (is_finished),
+    `parallel` processes at a time. Finished models are skipped before anything is started."""
+    _in_processes(_train_job, [job for job in jobs if not is_finished(job[0], job[1], job[5])], parallel)
     return [Path(job[5]) for job in jobs]
+
+
+def alignment_record(out_dir: Path) -> dict | None:
+    """What align_model recorded in out_dir (alignment.json), None when it holds no finished alignment."""
+    path = Path(out_dir) / ALIGN_RECORD_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def align_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
+    """align_model for each (cfg, model_dir, train_examples, select_examples, out_dir) job, `parallel` processes
+    at a time; an out_dir that already holds an alignment of that model with the same settings is kept (a rerun
+    after a crash aligns only what is missing)."""
+
+    def done(job: tuple) -> bool:
+        record, info = alignment_record(job[4]), model_info(job[4]).get("alignment", {})
+        same_model = info.get("aligned_from") == str(job[1])
+        return record is not None and same_model and record.get("settings") == job[0].align.model_dump()
+
+    _in_processes(_align_job, [job for job in jobs if not done(job)], parallel)
+    return [Path(job[4]) for job in jobs]
+
+
+def aligned_epochs(model_dirs: list[Path]) -> list[int | None]:
+    """Per valid-stage model, the alignment epoch its guard kept on the valid sample (None: the guard kept the
+    supervised model): how long each seed's final model is aligned."""
+    records = [alignment_record(d) or {} for d in model_dirs]
+    return [r.get("best_epoch") if r.get("kept") == "aligned" else None for r in records]
 
 
 def selected_run(cfg: Config, epochs: float, seed: int | None = None) -> Config:
@@ -342,24 +379,36 @@ def benchmark_generative(
     start from the ensemble when there is one). valid_only: the valid entries only (no retrain, no test).
     """
     bench = settings(cfg)
-    model_dir, *members = train_all(
-        [
-            (c, sidmap, catalog, splits["train"], splits["valid"], d)
-            for c, d in selection_runs(cfg, out_dir / "model_train")
-        ],
-        bench.ensemble_jobs,
+    runs = selection_runs(cfg, out_dir / "model_train")
+    supervised = train_all(
+        [(c, sidmap, catalog, splits["train"], splits["valid"], d) for c, d in runs], bench.ensemble_jobs
     )
+    epochs = [selected_epochs(d, cfg.train.epochs) for d in supervised]
+    align_epochs = None
+    if cfg.align.enabled:  # each seed aligned on train rows, its alignment epoch kept by the guard on valid
+        jobs = [
+            (c, d, splits["train"], splits["valid"], d.with_name(d.name + "_aligned"))
+            for (c, _), d in zip(runs, supervised, strict=True)
+        ]
+        supervised = align_all(jobs, bench.ensemble_jobs)
+        align_epochs = aligned_epochs(supervised)
+    model_dir, *members = supervised
     out: dict = {}
     out["valid"], candidates = score_models(cfg, [model_dir], splits["valid"])
-    epochs = [selected_epochs(d, cfg.train.epochs) for d in (model_dir, *members)]
     out["selected_epochs"] = epochs
+    if align_epochs is not None:
+        out["aligned_epochs"] = align_epochs
     if members:
         each = [out["valid"], *(score_models(cfg, [m], splits["valid"])[0] for m in members)]
         out["valid_one_model"] = seed_mean(each)
         out["valid_ensemble"], candidates = score_models(cfg, [model_dir, *members], splits["valid"])
     test_candidates = None
     if not valid_only:
-        out.update(final_test(cfg, catalog, splits, epochs, out_dir / "model_final", keep_candidates=True))
+        out.update(
+            final_test(
+                cfg, catalog, splits, epochs, out_dir / "model_final", keep_candidates=True, align_epochs=align_epochs
+            )
+        )
         test_candidates = out.pop("test_candidates")
     scored = ("valid",) if valid_only else ("valid", "test")
     if bench.blend_transitions:
@@ -470,13 +519,16 @@ def final_test(
     out_dir: Path,
     keep_candidates: bool = False,
     prebuilt_sid_map: Path | None = None,
+    align_epochs: list[int | None] | None = None,
 ) -> dict:
     """Rebuild the SIDs on train + valid events, retrain on train + valid for the selected epochs (nothing is
     picked on test) and score test once; the same for the ensemble with benchmark.ensemble_size > 1
     ("test_ensemble"), each seed for its own count when `epochs` is a list (final_runs). The map goes to
     out_dir/../<out_dir name>_sid_map. With keep_candidates, "test_candidates" holds the beam candidates of the
     last scored model (the ensemble when there is one). `prebuilt_sid_map`: that map (built on train + valid
-    events with the same settings, e.g. by the CPU headline) instead of a rebuild.
+    events with the same settings, e.g. by the CPU headline) instead of a rebuild. `align_epochs`: per seed, the
+    alignment epochs its valid-stage model kept (aligned_epochs): each final model is aligned that long on the
+    train + valid rows with no guard (nothing is left to select on), None keeps it supervised.
     """
     sid_dir = Path(out_dir).with_name(Path(out_dir).name + "_sid_map")
     if prebuilt_sid_map is not None:
@@ -484,10 +536,17 @@ def final_test(
     else:
         sidmap = build_sids(catalog, fit_period_events(read_events_for(cfg), "test"), cfg.sids, sid_dir)
     fit = fit_split(splits, "test")
-    final_dir, *members = train_all(
-        [(c, sidmap, catalog, fit, None, d) for c, d in final_runs(cfg, epochs, out_dir)],
-        settings(cfg).ensemble_jobs,
-    )
+    runs = final_runs(cfg, epochs, out_dir)
+    finals = train_all([(c, sidmap, catalog, fit, None, d) for c, d in runs], settings(cfg).ensemble_jobs)
+    if align_epochs is not None:
+        jobs = [
+            (_align_for(c, n), d, fit, None, d.with_name(d.name + "_aligned"))
+            for (c, _), d, n in zip(runs, finals, align_epochs, strict=True)
+            if n is not None
+        ]
+        aligned = iter(align_all(jobs, settings(cfg).ensemble_jobs))
+        finals = [next(aligned) if n is not None else d for d, n in zip(finals, align_epochs, strict=True)]
+    final_dir, *members = finals
     out: dict = {"selected_epochs": epochs, "sid_version": sidmap.version}
     out["test"], candidates = score_models(cfg, [final_dir], splits["test"])
     if members:
@@ -496,6 +555,11 @@ def final_test(
     if keep_candidates:
         out["test_candidates"] = candidates
     return out
+
+
+def _align_for(cfg: Config, epochs: int) -> Config:
+    """cfg with its alignment run for `epochs` epochs (the count the valid stage kept)."""
+    return cfg.model_copy(update={"align": cfg.align.model_copy(update={"epochs": int(epochs)})})
 
 
 def markdown_table(

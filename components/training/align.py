@@ -310,8 +310,10 @@ def train_preferences(
             score = entry["select"][cfg.metric]
             if (threshold is None or score > threshold) and (best_score is None or score > best_score):
                 best_state, best_score = copy.deepcopy(policy.state_dict()), score
+                record["best_epoch"] = epoch
         else:
             best_state = copy.deepcopy(policy.state_dict())
+            record["best_epoch"] = epoch
         record["epochs"].append(entry)
         log.info("alignment epoch %d: %s", epoch, json.dumps(entry))
     bar.close()

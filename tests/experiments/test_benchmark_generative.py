@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from components.config import load_config
 from components.data.readers import write_table
 from components.data.splits import examples_from_events
@@ -53,3 +55,51 @@ def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ra
     again = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run")
     assert again["test_ensemble"]["HR@10"] == out["test_ensemble"]["HR@10"]
     assert again["valid_blend"] == out["valid_blend"]
+
+
+def _aligned_benchmark(tmp_path, name: str, align: dict) -> dict:
+    catalog, events = generate_synthetic(n_items=60, n_users=80, seed=3)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    write_table(catalog, tmp_path / "catalog.jsonl.gz")
+    cfg = load_config(
+        None,
+        overrides={
+            "data": {"events_uri": str(tmp_path / "events.csv"), "catalog_uri": str(tmp_path / "catalog.jsonl.gz")},
+            "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
+            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
+            "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 4, "torch_threads": 1},
+            "eval": {"max_examples": 20, "batch_size": 16},
+            "serving": {"beam_size": 10},
+            "align": {"enabled": True, "rows": 16, "negatives": 3, "epochs": 2, "batch_size": 8, **align},
+            "benchmark": {"ensemble_size": 2},
+        },
+    )
+    splits = {name: frame.head(30) for name, frame in examples_from_events(events, 5).items()}
+    sidmap = build_sids(catalog, events, cfg.sids, tmp_path / "sid_map")
+    return benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / name)
+
+
+def test_with_alignment_each_seed_is_aligned_on_train_kept_on_valid_and_its_final_model_aligned_as_long(tmp_path):
+    out = _aligned_benchmark(tmp_path, "run", {"lr": 0.01})
+    run = tmp_path / "run"
+    kept = out["aligned_epochs"]
+    assert len(kept) == 2 and all(n in (None, 1, 2) for n in kept)
+    for seed, suffix in enumerate(("", "_seed1")):
+        record = json.loads((run / f"model_train{suffix}_aligned" / "alignment.json").read_text())
+        assert record["settings"]["epochs"] == 2 and record["rows"] == 16
+        assert kept[seed] == (record.get("best_epoch") if record["kept"] == "aligned" else None)
+        final = run / f"model_final{suffix}_aligned"
+        if kept[seed] is None:
+            assert not final.exists()  # the guard kept the supervised model: so does the final one
+        else:  # aligned on train + valid rows for the epochs valid kept, with no guard
+            final_record = json.loads((final / "alignment.json").read_text())
+            assert final_record["settings"]["epochs"] == kept[seed] and final_record["kept"] == "aligned"
+    assert out["test_ensemble"]["models"] == 2 and out["test"]["invalid_rate"] == 0.0
+
+
+def test_with_alignment_refused_on_valid_the_final_models_stay_supervised(tmp_path):
+    out = _aligned_benchmark(tmp_path, "run", {"min_gain": 1.0})  # no alignment can gain a whole NDCG@10
+    assert out["aligned_epochs"] == [None, None]
+    assert (tmp_path / "run" / "model_train_aligned" / "alignment.json").exists()
+    assert not (tmp_path / "run" / "model_final_aligned").exists()
+    assert out["test_ensemble"]["models"] == 2

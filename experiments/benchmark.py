@@ -259,17 +259,24 @@ def alignment_record(out_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def is_aligned(cfg: Config, model_dir: Path, out_dir: Path) -> bool:
+    """out_dir already holds an alignment, with cfg.align's settings, of the model now in model_dir: its record
+    (less the alignment) is model_dir's, so a supervised model retrained in place is aligned again."""
+    record, info = alignment_record(out_dir), model_info(out_dir)
+    base = {k: v for k, v in info.items() if k != "alignment"}
+    return (
+        record is not None
+        and record.get("settings") == cfg.align.model_dump()
+        and info.get("alignment", {}).get("aligned_from") == str(model_dir)
+        and base == model_info(model_dir)
+    )
+
+
 def align_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
     """align_model for each (cfg, model_dir, train_examples, select_examples, out_dir) job, `parallel` processes
-    at a time; an out_dir that already holds an alignment of that model with the same settings is kept (a rerun
-    after a crash aligns only what is missing)."""
-
-    def done(job: tuple) -> bool:
-        record, info = alignment_record(job[4]), model_info(job[4]).get("alignment", {})
-        same_model = info.get("aligned_from") == str(job[1])
-        return record is not None and same_model and record.get("settings") == job[0].align.model_dump()
-
-    _in_processes(_align_job, [job for job in jobs if not done(job)], parallel)
+    at a time; an out_dir that already holds that alignment (is_aligned) is kept: a rerun after a crash aligns
+    only what is missing."""
+    _in_processes(_align_job, [job for job in jobs if not is_aligned(job[0], job[1], job[4])], parallel)
     return [Path(job[4]) for job in jobs]
 
 

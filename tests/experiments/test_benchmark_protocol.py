@@ -211,3 +211,23 @@ def test_a_prebuilt_sid_map_is_used_only_when_built_with_the_configs_settings(tm
         copy_prebuilt_sid_map(other, tmp_path / "elsewhere", tmp_path / "there")
     with pytest.raises(FileNotFoundError, match="not a SID map"):
         copy_prebuilt_sid_map(other, tmp_path, tmp_path / "there")
+
+
+def test_an_alignment_is_reused_only_for_the_same_settings_and_the_same_supervised_model(tmp_path):
+    from components.config import load_config
+    from experiments.benchmark import is_aligned
+
+    cfg = load_config(None, {"align": {"enabled": True, "epochs": 2}})
+    supervised, aligned = tmp_path / "model", tmp_path / "model_aligned"
+    supervised.mkdir(), aligned.mkdir()
+    _model_dir(supervised, [], steps=10, train_seconds=5.0)
+    _model_dir(aligned, [], steps=10, train_seconds=5.0)
+    assert not is_aligned(cfg, supervised, aligned)  # nothing aligned there yet
+    record = {"settings": cfg.align.model_dump(), "kept": "aligned", "best_epoch": 2}
+    (aligned / "alignment.json").write_text(json.dumps(record))
+    info = {"steps": 10, "train_seconds": 5.0, "alignment": {"aligned_from": str(supervised)}}
+    (aligned / "sidrec_model.json").write_text(json.dumps(info))
+    assert is_aligned(cfg, supervised, aligned)
+    assert not is_aligned(load_config(None, {"align": {"epochs": 3}}), supervised, aligned)  # other settings
+    _model_dir(supervised, [], steps=12, train_seconds=6.0)  # the supervised model was trained again in place
+    assert not is_aligned(cfg, supervised, aligned)

@@ -108,6 +108,7 @@ def run_recipe(
     out = Path(out)
     select_root = out / "select"
     select_root.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").unlink(missing_ok=True)  # an earlier run's table is not this run's result
     cached_sid_map(cfg, select_root, Path(sid_map) if sid_map else None)  # once, not in every variant at once
     if cfg.model.backbone == "smollm2-135m":  # convert the GGUF once, before the variants race to do it
         from components.pretrained import smollm2_dir

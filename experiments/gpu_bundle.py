@@ -140,24 +140,25 @@ def calls_text(parts: list[Path]) -> str:
 
 
 def pack(train_map: Path, test_map: Path, bundle: Path = BUNDLE) -> list[Path]:
-    """Build bundle/part*, bundle/CALLS.md; returns the parts."""
-    for m in (train_map, test_map):
-        if not (m / "metrics.json").exists():
-            raise SystemExit(f"gpu_bundle: {m} is not a SID map: run the CPU benchmark (`sidrec benchmark`) first")
+    """Build bundle/part*, bundle/CALLS.md; returns the parts. The maps are checked first (built with the GPU
+    config's SID settings, benchmark.copy_prebuilt_sid_map), so a wrong map fails here, not on the GPU machine."""
+    sys.path.insert(0, str(ROOT))
+    from components.config import load_config
+    from components.pretrained import smollm2_gguf
+    from experiments.benchmark import copy_prebuilt_sid_map
+
     shutil.rmtree(bundle, ignore_errors=True)
     staging = bundle / "staging"
+    maps = staging / "maps"
+    cfg = load_config(ROOT / "configs" / "benchmark_smollm2.yaml")
+    copy_prebuilt_sid_map(cfg, train_map, maps / "train")
+    copy_prebuilt_sid_map(cfg, test_map, maps / "test")
     wheels = download_wheels(
         DEVICE_WHEELS, locked_versions([ROOT / "requirements.lock", ROOT / "requirements-nodeps.lock"]), staging / "w"
     )
-    sys.path.insert(0, str(ROOT))
-    from components.pretrained import smollm2_gguf
-
     gguf = smollm2_gguf()
     pieces = split_file(gguf, staging / "g")
     manifest = {"gguf": gguf.name, "sha256": sha256(gguf), "pieces": [p.name for p in pieces]}
-    maps = staging / "maps"
-    shutil.copytree(train_map, maps / "train")
-    shutil.copytree(test_map, maps / "test")
     (maps / "manifest.json").write_text(json.dumps(manifest, indent=2))
     map_files = [(p, str(p.parent.relative_to(staging))) for p in sorted(maps.rglob("*")) if p.is_file()]
     parts = pack_parts([(p, "gguf") for p in pieces] + [(w, "wheels") for w in wheels] + map_files, bundle)
@@ -195,7 +196,8 @@ def unpack(bundle: Path, site: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-map", type=Path, help="default: the train-period map the benchmark config builds")
+    # the CPU headline's maps (`sidrec benchmark --out runs/benchmark`): its valid stage's and its test stage's
+    parser.add_argument("--train-map", type=Path, default=ROOT / "runs" / "benchmark" / "sid_map")
     parser.add_argument("--test-map", type=Path, default=ROOT / "runs" / "benchmark" / "model_final_sid_map")
     parser.add_argument("--unpack", action="store_true", help="on the GPU machine: put the GGUF together")
     parser.add_argument("--site", type=Path, default=Path("/tmp/sidrec-site"))
@@ -203,15 +205,10 @@ def main() -> None:
     if args.unpack:
         print(unpack(BUNDLE, args.site))
         return
-    train_map = args.train_map
-    if train_map is None:
-        sys.path.insert(0, str(ROOT))
-        from components.config import load_config
-        from components.sids.build import embedding_config_hash
-
-        sids = load_config(ROOT / "configs" / "benchmark_smollm2.yaml").sids
-        train_map = ROOT / "runs" / "select" / f"sid_map_{embedding_config_hash(sids)}"
-    parts = pack(train_map, args.test_map)
+    try:
+        parts = pack(args.train_map, args.test_map)
+    except (FileNotFoundError, ValueError) as e:  # a missing or mismatched SID map: run the CPU benchmark first
+        raise SystemExit(f"gpu_bundle: {e}") from None
     for part in parts:
         size = sum(p.stat().st_size for p in part.rglob("*") if p.is_file())
         print(f"{part.relative_to(ROOT)}: {size / 2**20:.1f} MiB")

@@ -12,27 +12,31 @@ from components.sids.build import build_sids
 from experiments import benchmark
 
 
+def _world(tmp_path, **sections):
+    """A synthetic catalog and events in the data contract, a small benchmark config (`sections` merged in), the
+    first 30 rows of each split and their SID map."""
+    catalog, events = generate_synthetic(n_items=60, n_users=80, seed=3)
+    events.to_csv(tmp_path / "events.csv", index=False)
+    write_table(catalog, tmp_path / "catalog.jsonl.gz")  # the final test re-reads both under the data contract
+    overrides = {
+        "data": {"events_uri": str(tmp_path / "events.csv"), "catalog_uri": str(tmp_path / "catalog.jsonl.gz")},
+        "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
+        "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
+        "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 4, "torch_threads": 1},
+        "eval": {"max_examples": 20, "batch_size": 16},
+        "serving": {"beam_size": 10},
+    }
+    cfg = load_config(None, overrides={**overrides, **sections})
+    splits = {name: frame.head(30) for name, frame in examples_from_events(events, 5).items()}
+    return cfg, build_sids(catalog, events, cfg.sids, tmp_path / "sid_map"), catalog, splits
+
+
 def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ranker_then_resumes(
     tmp_path, monkeypatch
 ):
-    catalog, events = generate_synthetic(n_items=60, n_users=80, seed=3)
-    events_path = tmp_path / "events.csv"
-    events.to_csv(events_path, index=False)
-    write_table(catalog, tmp_path / "catalog.jsonl.gz")  # the final test re-reads both under the data contract
-    cfg = load_config(
-        None,
-        overrides={
-            "data": {"events_uri": str(events_path), "catalog_uri": str(tmp_path / "catalog.jsonl.gz")},
-            "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
-            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-            "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 4, "torch_threads": 1},
-            "eval": {"max_examples": 20, "batch_size": 16},
-            "serving": {"beam_size": 10},
-            "benchmark": {"ensemble_size": 2, "ensemble_jobs": 2, "blend_transitions": True, "rerank": True},
-        },
+    cfg, sidmap, catalog, splits = _world(
+        tmp_path, benchmark={"ensemble_size": 2, "ensemble_jobs": 2, "blend_transitions": True, "rerank": True}
     )
-    splits = {name: frame.head(30) for name, frame in examples_from_events(events, 5).items()}
-    sidmap = build_sids(catalog, events, cfg.sids, tmp_path / "sid_map")
     out = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run")
     for split in ("valid", "test"):
         for row in (split, f"{split}_ensemble", f"{split}_blend", f"{split}_rerank"):
@@ -58,24 +62,11 @@ def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ra
 
 
 def _aligned_benchmark(tmp_path, name: str, align: dict) -> dict:
-    catalog, events = generate_synthetic(n_items=60, n_users=80, seed=3)
-    events.to_csv(tmp_path / "events.csv", index=False)
-    write_table(catalog, tmp_path / "catalog.jsonl.gz")
-    cfg = load_config(
-        None,
-        overrides={
-            "data": {"events_uri": str(tmp_path / "events.csv"), "catalog_uri": str(tmp_path / "catalog.jsonl.gz")},
-            "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
-            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-            "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 4, "torch_threads": 1},
-            "eval": {"max_examples": 20, "batch_size": 16},
-            "serving": {"beam_size": 10},
-            "align": {"enabled": True, "rows": 16, "negatives": 3, "epochs": 2, "batch_size": 8, **align},
-            "benchmark": {"ensemble_size": 2},
-        },
+    cfg, sidmap, catalog, splits = _world(
+        tmp_path,
+        align={"enabled": True, "rows": 16, "negatives": 3, "epochs": 2, "batch_size": 8, **align},
+        benchmark={"ensemble_size": 2},
     )
-    splits = {name: frame.head(30) for name, frame in examples_from_events(events, 5).items()}
-    sidmap = build_sids(catalog, events, cfg.sids, tmp_path / "sid_map")
     return benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / name)
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: project-local HOME/caches, free ports, a tiny deployment config."""
+"""Shared fixtures: project-local HOME/caches, free ports, a tiny deployment config, a tiny SID model."""
 
 from __future__ import annotations
 
@@ -42,3 +42,28 @@ def free_port():
     from components.local.procs import free_port as _free_port
 
     return _free_port
+
+
+@pytest.fixture(scope="session")
+def tiny_sid_model():
+    """A tiny random Llama with SID tokens and a hand-made 60-item SID map (3 levels of 6 codes): the runtime's
+    tests and the experiments that decode with it share it."""
+    import numpy as np
+    import torch
+
+    from components.config import ModelConfig
+    from components.runtime.backbone import load_backbone
+    from components.sids.sidmap import SidMap
+    from components.training.vocab import add_sid_tokens
+
+    rng = np.random.default_rng(0)
+    codes = set()
+    while len(codes) < 60:
+        codes.add(tuple(int(c) for c in rng.integers(0, 6, size=3)))
+    sidmap = SidMap([f"i{i}" for i in range(60)], np.array(sorted(codes)), [6, 6, 6], "test")
+    model, tokenizer = load_backbone(ModelConfig(backbone="tiny", tiny_hidden_size=32, tiny_layers=2, tiny_heads=2))
+    add_sid_tokens(model, tokenizer, sidmap)
+    torch.manual_seed(0)
+    with torch.no_grad():  # random but peaky logits so beams differ clearly
+        model.get_input_embeddings().weight.mul_(4.0)
+    return model.eval(), tokenizer, sidmap

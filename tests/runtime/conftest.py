@@ -1,31 +1,10 @@
-"""A tiny random Llama with SID tokens and a hand-made SID map, shared by the runtime tests."""
+"""The tiny random Llama of tests/conftest.py (tiny_sid_model) as a Recommender and a model directory."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
-from components.config import ModelConfig
-from components.runtime.backbone import load_backbone
 from components.runtime.recommender import Recommender
-from components.sids.sidmap import SidMap
-from components.training.vocab import add_sid_tokens
-
-
-@pytest.fixture(scope="session")
-def tiny_sid_model():
-    rng = np.random.default_rng(0)
-    codes = set()
-    while len(codes) < 60:
-        codes.add(tuple(int(c) for c in rng.integers(0, 6, size=3)))
-    sidmap = SidMap([f"i{i}" for i in range(60)], np.array(sorted(codes)), [6, 6, 6], "test")
-    model, tokenizer = load_backbone(ModelConfig(backbone="tiny", tiny_hidden_size=32, tiny_layers=2, tiny_heads=2))
-    add_sid_tokens(model, tokenizer, sidmap)
-    torch.manual_seed(0)
-    with torch.no_grad():  # random but peaky logits so beams differ clearly
-        model.get_input_embeddings().weight.mul_(4.0)
-    return model.eval(), tokenizer, sidmap
 
 
 @pytest.fixture

@@ -1,0 +1,105 @@
+"""Other ways to score a SID level inside the constrained beam, on valid only (fit on train): decoding levers that
+need no training, scored on the served lists.
+
+    python -m experiments.try_decoding_on_valid runs/align/ls1_s0_i runs/align/ls1_s1_i \
+        [--variants served mean_logprob level_norm] [--beam-size 50] [--limit N] [--out runs/decoding]
+
+The served rule (runtime.beam._members_logprobs) scores a code by the log of the members' mean probability, each
+member normalised over the full vocabulary, as the model was trained. The variants:
+- "served": that rule (the reference; must reproduce `sidrec evaluation model`);
+- "mean_logprob": the mean of the members' log-probabilities (a product of experts): an item needs every seed's
+  agreement, where the mean probability lets one confident seed carry it;
+- "level_norm": each member's log-probabilities renormalised over the level's codes before the mean: the mass a
+  member puts on non-SID tokens after a prefix no longer lowers that prefix against the others.
+Each variant is applied by swapping the level scorer in runtime.beam for the run and restoring it afterwards, so
+the served code stays the one the product runs. Writes OUT/<variant>.json per variant. Test is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+from components.config import PROJECT_ROOT, load_config
+from components.data.splits import load_split_examples
+from components.evaluation.evaluate import score_recommender
+from components.runtime import beam
+from components.runtime.recommender import Recommender
+
+Scorer = Callable[..., torch.Tensor]
+
+
+def _mean_logprob(members, hiddens, trie, level: int) -> torch.Tensor:
+    logps = [
+        beam._level_logprobs(m.head, h, trie, level, m.level_softmax) for m, h in zip(members, hiddens, strict=True)
+    ]
+    return torch.stack(logps).mean(dim=0)
+
+
+def _level_norm(members, hiddens, trie, level: int) -> torch.Tensor:
+    width = trie.level_sizes[level]
+    logps = []
+    for m, h in zip(members, hiddens, strict=True):
+        logp = beam._level_logprobs(m.head, h, trie, level, m.level_softmax)
+        normed = torch.full_like(logp, beam.NEG_INF)
+        normed[:, :width] = torch.log_softmax(logp[:, :width], dim=-1)
+        logps.append(normed)
+    if len(logps) == 1:
+        return logps[0]
+    return torch.logsumexp(torch.stack(logps), dim=0) - math.log(len(logps))
+
+
+VARIANTS: dict[str, Scorer | None] = {"served": None, "mean_logprob": _mean_logprob, "level_norm": _level_norm}
+
+
+@contextmanager
+def level_scorer(scorer: Scorer | None) -> Iterator[None]:
+    """runtime.beam scores levels with `scorer` inside the block (None: the served rule), restored after it."""
+    served = beam._members_logprobs
+    if scorer is not None:
+        beam._members_logprobs = scorer
+    try:
+        yield
+    finally:
+        beam._members_logprobs = served
+
+
+def score_variant(recommender: Recommender, examples, ks: list[int], batch_size: int, variant: str) -> dict:
+    """The served metrics of `recommender` on examples with the variant's level scorer."""
+    with level_scorer(VARIANTS[variant]):
+        return score_recommender(recommender, examples, ks, batch_size)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_dirs", nargs="+")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--config", default="configs/benchmark.yaml")
+    parser.add_argument("--beam-size", type=int, default=None)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--out", default="runs/decoding")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    examples = load_split_examples(cfg.path(cfg.data.splits_dir), "valid")
+    examples = examples.head(args.limit) if args.limit else examples
+    dirs = args.model_dirs
+    beam_size = args.beam_size or cfg.serving.beam_size
+    recommender = Recommender.from_pretrained(
+        dirs if len(dirs) > 1 else dirs[0], device=cfg.train.device, dtype="float32", beam_size=beam_size
+    )
+    out = PROJECT_ROOT / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for variant in args.variants:
+        metrics = score_variant(recommender, examples, cfg.eval.ks, cfg.eval.batch_size, variant)
+        record = {"models": dirs, "variant": variant, "beam_size": beam_size, "rows": len(examples), "valid": metrics}
+        (out / f"{variant}.json").write_text(json.dumps(record, indent=2))
+        print(variant, f"HR@10 {metrics['HR@10']:.4f} NDCG@10 {metrics['NDCG@10']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -11,15 +11,15 @@ member normalised over the full vocabulary, as the model was trained. The varian
   agreement, where the mean probability lets one confident seed carry it;
 - "level_norm": each member's log-probabilities renormalised over the level's codes before the mean: the mass a
   member puts on non-SID tokens after a prefix no longer lowers that prefix against the others.
-Each variant is applied by swapping the level scorer in runtime.beam for the run and restoring it afterwards, so
-the served code stays the one the product runs. Writes OUT/<variant>.json per variant. Test is never read.
+Each variant is applied by swapping the runtime.beam function it changes (the members' combination, or one
+member's level scores) for the run and restoring it afterwards, so the served code stays the one the product
+runs. Writes OUT/<variant>.json per variant. Test is never read.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -34,39 +34,44 @@ from components.runtime.recommender import Recommender
 Scorer = Callable[..., torch.Tensor]
 
 
+_SERVED_LEVEL = beam._level_logprobs
+
+
 def _mean_logprob(members, hiddens, trie, level: int) -> torch.Tensor:
-    logps = [
-        beam._level_logprobs(m.head, h, trie, level, m.level_softmax) for m, h in zip(members, hiddens, strict=True)
-    ]
+    """In place of runtime.beam._members_logprobs: the members' mean log-probability."""
+    logps = [_SERVED_LEVEL(m.head, h, trie, level, m.level_softmax) for m, h in zip(members, hiddens, strict=True)]
     return torch.stack(logps).mean(dim=0)
 
 
-def _level_norm(members, hiddens, trie, level: int) -> torch.Tensor:
+def _level_norm(head, hidden: torch.Tensor, trie, level: int, level_softmax: bool) -> torch.Tensor:
+    """In place of runtime.beam._level_logprobs: one member's log-probabilities renormalised over the level's
+    codes (the members are then combined as served)."""
+    logp = _SERVED_LEVEL(head, hidden, trie, level, level_softmax)
     width = trie.level_sizes[level]
-    logps = []
-    for m, h in zip(members, hiddens, strict=True):
-        logp = beam._level_logprobs(m.head, h, trie, level, m.level_softmax)
-        normed = torch.full_like(logp, beam.NEG_INF)
-        normed[:, :width] = torch.log_softmax(logp[:, :width], dim=-1)
-        logps.append(normed)
-    if len(logps) == 1:
-        return logps[0]
-    return torch.logsumexp(torch.stack(logps), dim=0) - math.log(len(logps))
+    normed = torch.full_like(logp, beam.NEG_INF)
+    normed[:, :width] = torch.log_softmax(logp[:, :width], dim=-1)
+    return normed
 
 
-VARIANTS: dict[str, Scorer | None] = {"served": None, "mean_logprob": _mean_logprob, "level_norm": _level_norm}
+# variant -> the runtime.beam functions it replaces for its run
+VARIANTS: dict[str, dict[str, Scorer]] = {
+    "served": {},
+    "mean_logprob": {"_members_logprobs": _mean_logprob},
+    "level_norm": {"_level_logprobs": _level_norm},
+}
 
 
 @contextmanager
-def level_scorer(scorer: Scorer | None) -> Iterator[None]:
-    """runtime.beam scores levels with `scorer` inside the block (None: the served rule), restored after it."""
-    served = beam._members_logprobs
-    if scorer is not None:
-        beam._members_logprobs = scorer
+def level_scorer(replaced: dict[str, Scorer]) -> Iterator[None]:
+    """runtime.beam runs with `replaced` functions inside the block (empty: as served), restored after it."""
+    served = {name: getattr(beam, name) for name in replaced}
+    for name, fn in replaced.items():
+        setattr(beam, name, fn)
     try:
         yield
     finally:
-        beam._members_logprobs = served
+        for name, fn in served.items():
+            setattr(beam, name, fn)
 
 
 def score_variant(recommender: Recommender, examples, ks: list[int], batch_size: int, variant: str) -> dict:

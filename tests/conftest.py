@@ -67,3 +67,22 @@ def tiny_sid_model():
     with torch.no_grad():  # random but peaky logits so beams differ clearly
         model.get_input_embeddings().weight.mul_(4.0)
     return model.eval(), tokenizer, sidmap
+
+
+@pytest.fixture(scope="session")
+def other_seed():
+    """other_seed(model, seed): a copy of `model` with every weight moved by seeded noise, as another seed of the
+    same recipe would differ (same tokenizer and SID map): the members of test ensembles."""
+    import copy
+
+    import torch
+
+    def perturbed(model, seed: int):
+        other = copy.deepcopy(model)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in other.parameters():
+                p.add_(0.5 * torch.randn(p.shape, generator=gen))
+        return other
+
+    return perturbed

@@ -3,8 +3,6 @@ reproduces the product's lists."""
 
 from __future__ import annotations
 
-import copy
-
 import pandas as pd
 import torch
 
@@ -25,33 +23,28 @@ def _examples(sidmap, n: int = 12) -> pd.DataFrame:
     )
 
 
-def _pair(tiny_sid_model) -> Recommender:
+def _pair(tiny_sid_model, other_seed) -> Recommender:
     model, tokenizer, sidmap = tiny_sid_model
-    other = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.5 * torch.randn(p.shape, generator=gen))
-    return Recommender([model, other], tokenizer, sidmap, beam_size=10)
+    return Recommender([model, other_seed(model, 3)], tokenizer, sidmap, beam_size=10)
 
 
-def test_served_variant_is_the_product_and_every_variant_is_restored(tiny_sid_model):
-    recommender = _pair(tiny_sid_model)
+def test_served_variant_is_the_product_and_every_variant_is_restored(tiny_sid_model, other_seed):
+    recommender = _pair(tiny_sid_model, other_seed)
     examples = _examples(tiny_sid_model[2])
-    served = beam._members_logprobs
+    served = (beam._members_logprobs, beam._level_logprobs)
     expected = score_recommender(recommender, examples, [1, 5, 10], 4)
     for variant in VARIANTS:
         got = score_variant(recommender, examples, [1, 5, 10], 4, variant)
-        assert beam._members_logprobs is served
+        assert (beam._members_logprobs, beam._level_logprobs) == served
         if variant == "served":
             assert {k: got[k] for k in ("HR@10", "NDCG@10", "HR@1")} == {
                 k: expected[k] for k in ("HR@10", "NDCG@10", "HR@1")
             }
 
 
-def test_product_of_experts_ranks_by_the_members_mean_log_probability(tiny_sid_model):
+def test_product_of_experts_ranks_by_the_members_mean_log_probability(tiny_sid_model, other_seed):
     """Under mean_logprob an item's score is the members' mean log-probability of its SID, summed over levels."""
-    recommender = _pair(tiny_sid_model)
+    recommender = _pair(tiny_sid_model, other_seed)
     histories = [list(h) for h in _examples(tiny_sid_model[2], 3)["history"]]
     alone = [Recommender([m], recommender.tokenizer, recommender.sidmap, beam_size=60) for m in recommender.models]
     with level_scorer(VARIANTS["mean_logprob"]):

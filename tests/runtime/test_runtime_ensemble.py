@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -23,15 +22,6 @@ def _prompts(sidmap, n):
     return [format_prompt(sidmap.item_ids[i : i + 1 + i % 4], sidmap) for i in range(n)]
 
 
-def _perturbed(model, seed: int):
-    other = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.5 * torch.randn(p.shape, generator=gen))
-    return other
-
-
 def test_ensemble_of_one_model_twice_is_the_model(tiny_sid_model):
     model, tokenizer, sidmap = tiny_sid_model
     trie = SidTrie.from_sidmap(sidmap, tokenizer)
@@ -42,10 +32,10 @@ def test_ensemble_of_one_model_twice_is_the_model(tiny_sid_model):
     torch.testing.assert_close(twice.scores, alone.scores)
 
 
-def test_ensemble_scores_are_log_mean_member_probabilities_per_level(tiny_sid_model):
+def test_ensemble_scores_are_log_mean_member_probabilities_per_level(tiny_sid_model, other_seed):
     """Each SID level is scored by log((p_1 + p_2) / 2) of the members' teacher-forced next-code probabilities."""
     model, tokenizer, sidmap = tiny_sid_model
-    other = _perturbed(model, 1)
+    other = other_seed(model, 1)
     trie = SidTrie.from_sidmap(sidmap, tokenizer)
     prompt = _prompts(sidmap, 2)[1]
     enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
@@ -65,9 +55,9 @@ def test_ensemble_scores_are_log_mean_member_probabilities_per_level(tiny_sid_mo
     assert result.items[0].tolist() != alone.items[0].tolist()  # the second member changes the ranking
 
 
-def test_ensemble_completes_prefixes_like_full_decoding(tiny_sid_model):
+def test_ensemble_completes_prefixes_like_full_decoding(tiny_sid_model, other_seed):
     model, tokenizer, sidmap = tiny_sid_model
-    members = [model, _perturbed(model, 2)]
+    members = [model, other_seed(model, 2)]
     trie = SidTrie.from_sidmap(sidmap, tokenizer)
     enc = tokenizer(_prompts(sidmap, 1), return_tensors="pt", add_special_tokens=False)
     prefixes = sorted({tuple(r[:2]) for r in sidmap.codes.tolist()})[:3]
@@ -86,10 +76,10 @@ def _save(model, tokenizer, sidmap, out):
     return out
 
 
-def test_an_ensemble_loads_together_and_refuses_members_of_another_sid_map(tiny_sid_model, tmp_path):
+def test_an_ensemble_loads_together_and_refuses_members_of_another_sid_map(tiny_sid_model, tmp_path, other_seed):
     model, tokenizer, sidmap = tiny_sid_model
     a = _save(model, tokenizer, sidmap, tmp_path / "a")
-    b = _save(_perturbed(model, 3), tokenizer, sidmap, tmp_path / "b")
+    b = _save(other_seed(model, 3), tokenizer, sidmap, tmp_path / "b")
     loaded = Recommender.from_pretrained([a, b], beam_size=5)
     assert len(loaded.models) == 2 and loaded.sid_version == sidmap.version
     other = SidMap(sidmap.item_ids, np.asarray(sidmap.codes)[::-1].copy(), sidmap.codebook_sizes, "other")
@@ -105,10 +95,10 @@ def test_an_ensemble_loads_together_and_refuses_members_of_another_sid_map(tiny_
     assert metrics["invalid_rate"] == 0.0 and metrics["rows"] == 2
 
 
-def test_evaluation_model_cli_scores_several_directories_together(tiny_sid_model, tmp_path):
+def test_evaluation_model_cli_scores_several_directories_together(tiny_sid_model, tmp_path, other_seed):
     model, tokenizer, sidmap = tiny_sid_model
     a = _save(model, tokenizer, sidmap, tmp_path / "a")
-    b = _save(_perturbed(model, 4), tokenizer, sidmap, tmp_path / "b")
+    b = _save(other_seed(model, 4), tokenizer, sidmap, tmp_path / "b")
     splits = tmp_path / "splits"
     splits.mkdir()
     rows = [

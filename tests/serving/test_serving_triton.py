@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from transformers import AutoModelForCausalLM
 
 from components.config import ModelConfig, ServingConfig, SidConfig, load_config
@@ -176,22 +175,17 @@ def test_triton_serves_a_model_repository_on_s3(deployment, tmp_path, monkeypatc
         assert served_version(config) == 3
 
 
-def _perturbed_copy(source: Path, target: Path) -> Path:
+def _perturbed_copy(source: Path, target: Path, other_seed) -> Path:
     """The fixture's model with other weights (another 'seed'), same tokenizer and SID map."""
     shutil.copytree(source, target)
-    model = AutoModelForCausalLM.from_pretrained(target)
-    gen = torch.Generator().manual_seed(7)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.5 * torch.randn(p.shape, generator=gen))
-    model.save_pretrained(target)
+    other_seed(AutoModelForCausalLM.from_pretrained(target), 7).save_pretrained(target)
     return target
 
 
 @pytest.mark.integration
-def test_triton_decodes_an_exported_seed_ensemble_like_the_library(deployment, tmp_path):
+def test_triton_decodes_an_exported_seed_ensemble_like_the_library(deployment, tmp_path, other_seed):
     cfg, _, _, sidmap, events, model_dir = deployment
-    second = _perturbed_copy(model_dir, tmp_path / "seed1")
+    second = _perturbed_copy(model_dir, tmp_path / "seed1", other_seed)
     ensemble = Recommender.from_pretrained([model_dir, second])
     exported = export_triton_repository(ensemble, str(tmp_path / "repo"), SERVING)
     assert exported["members"] == [str(model_dir), str(second)]

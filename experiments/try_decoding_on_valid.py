@@ -23,9 +23,10 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pandas as pd
 import torch
 
-from components.config import PROJECT_ROOT, load_config
+from components.config import PROJECT_ROOT, Config, load_config
 from components.data.splits import load_split_examples
 from components.evaluation.evaluate import score_recommender
 from components.runtime import beam
@@ -80,23 +81,39 @@ def score_variant(recommender: Recommender, examples, ks: list[int], batch_size:
         return score_recommender(recommender, examples, ks, batch_size)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def decoding_parser(doc: str, out: str) -> argparse.ArgumentParser:
+    """The arguments every decoding experiment on valid takes: the served model directories (several: decoded
+    together), the config, the beam width, a row limit and the output path."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("model_dirs", nargs="+")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--config", default="configs/benchmark.yaml")
     parser.add_argument("--beam-size", type=int, default=None)
     parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--out", default="runs/decoding")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default=out)
+    return parser
+
+
+def valid_recommender(args: argparse.Namespace) -> tuple[Config, pd.DataFrame, Recommender]:
+    """(config, valid examples, the models served as one recommender at the chosen beam width)."""
     cfg = load_config(args.config)
     examples = load_split_examples(cfg.path(cfg.data.splits_dir), "valid")
     examples = examples.head(args.limit) if args.limit else examples
     dirs = args.model_dirs
-    beam_size = args.beam_size or cfg.serving.beam_size
     recommender = Recommender.from_pretrained(
-        dirs if len(dirs) > 1 else dirs[0], device=cfg.train.device, dtype="float32", beam_size=beam_size
+        dirs if len(dirs) > 1 else dirs[0],
+        device=cfg.train.device,
+        dtype="float32",
+        beam_size=args.beam_size or cfg.serving.beam_size,
     )
+    return cfg, examples, recommender
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = decoding_parser(__doc__, "runs/decoding")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    args = parser.parse_args(argv)
+    cfg, examples, recommender = valid_recommender(args)
+    dirs, beam_size = args.model_dirs, recommender.beam_size
     out = PROJECT_ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     for variant in args.variants:

@@ -22,26 +22,24 @@ from collections.abc import Sequence
 from components.config import PROJECT_ROOT
 from components.metrics import hit_rate_ndcg
 from components.runtime.recommender import Recommender
+from components.runtime.transitions import mix_row
 from experiments.try_decoding_on_valid import decoding_parser, valid_recommender
 
-Probabilities = list[dict[str, float]]
+Beams = list[list[tuple[str, float]]]
 
 
-def decode(recommender: Recommender, histories: Sequence[Sequence[str]], batch_size: int) -> Probabilities:
-    """Each history's beam as {item: probability} (the beam's summed SID log-probability, exponentiated)."""
-    beams = recommender.generate(histories, recommender.beam_size, batch_size=batch_size)
-    return [{item: math.exp(logp) for item, logp in row} for row in beams]
+def decode(recommender: Recommender, histories: Sequence[Sequence[str]], batch_size: int) -> Beams:
+    """Each history's beam of (item, summed SID log-probability), best first."""
+    return recommender.generate(histories, recommender.beam_size, batch_size=batch_size)
 
 
-def mixed_lists(full: Probabilities, view: Probabilities, weight: float, k: int = 10) -> list[list[str]]:
-    """Top k of (1 - weight) * full + weight * view per row; ties keep the full beam's order first."""
-    out = []
-    for served, other in zip(full, view, strict=True):
-        scores = {item: (1 - weight) * p for item, p in served.items()}
-        for item, p in other.items():
-            scores[item] = scores.get(item, 0.0) + weight * p
-        out.append(sorted(scores, key=lambda item: -scores[item])[:k])
-    return out
+def mixed_lists(full: Beams, view: Beams, weight: float, k: int = 10) -> list[list[str]]:
+    """Top k of (1 - weight) * p_full + weight * p_view per row (runtime.transitions.mix_row, the mixture the
+    served blend uses); weight 0 is the full beam's own order."""
+    return [
+        [item for item, _ in mix_row(served, {item: math.exp(logp) for item, logp in other}, weight, k)]
+        for served, other in zip(full, view, strict=True)
+    ]
 
 
 def score_views(

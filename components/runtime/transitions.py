@@ -16,7 +16,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +117,29 @@ class TransitionTable:
         )
 
 
+def mix_row(
+    candidates: list[tuple[str, float]],
+    other: Mapping[str, float],
+    weight: float,
+    k: int,
+    eligible: Callable[[str], bool] | None = None,
+) -> list[tuple[str, float]]:
+    """Top-k (item, log mixed probability) of one row: the model's candidates (item, log-prob) and a second
+    distribution over items (those `eligible` accepts, e.g. inside think-ahead prefixes), by
+    (1 - weight) p_model + weight p_other; an item absent from one side counts 0 there. Weight 0 returns the
+    candidates unchanged."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the blend weight must lie in [0, 1], not {weight}")
+    if weight == 0.0:
+        return list(candidates[:k])
+    scores = {item: (1.0 - weight) * math.exp(logp) for item, logp in candidates}
+    for item, p in other.items():
+        if eligible is None or item in scores or eligible(item):
+            scores[item] = scores.get(item, 0.0) + weight * p
+    ranked = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
+    return [(item, math.log(score) if score > 0 else float("-inf")) for item, score in ranked]
+
+
 def blend_row(
     candidates: list[tuple[str, float]],
     last_item: str | None,
@@ -125,19 +148,8 @@ def blend_row(
     k: int,
     eligible: Callable[[str], bool] | None = None,
 ) -> list[tuple[str, float]]:
-    """Top-k (item, log blended probability) of one row: the model's candidates (item, log-prob) and the last
-    item's successors (those `eligible` accepts, e.g. inside think-ahead prefixes), by
-    (1 - weight) p_model + weight P(item | last item). Weight 0 returns the candidates unchanged."""
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"the blend weight must lie in [0, 1], not {weight}")
-    if weight == 0.0:
-        return list(candidates[:k])
-    scores = {item: (1.0 - weight) * math.exp(logp) for item, logp in candidates}
-    for item, p in table.probabilities(last_item).items():
-        if eligible is None or item in scores or eligible(item):
-            scores[item] = scores.get(item, 0.0) + weight * p
-    ranked = sorted(scores.items(), key=lambda pair: -pair[1])[:k]
-    return [(item, math.log(score) if score > 0 else float("-inf")) for item, score in ranked]
+    """mix_row with P(item | last item) from the transition chain as the second distribution."""
+    return mix_row(candidates, table.probabilities(last_item), weight, k, eligible)
 
 
 def blend(

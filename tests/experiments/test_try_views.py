@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from components.evaluation.evaluate import score_recommender
 from components.runtime.recommender import Recommender
 from experiments.try_views_on_valid import decode, mixed_lists, score_views
@@ -25,7 +27,7 @@ def test_weight_zero_is_served_and_weight_one_is_the_short_view(tiny_sid_model, 
 
 
 def test_an_item_in_one_view_only_counts_zero_in_the_other():
-    full = [{"a": 0.5, "b": 0.3}]
-    view = [{"c": 0.9}]
+    full = [[("a", math.log(0.5)), ("b", math.log(0.3))]]
+    view = [[("c", math.log(0.9))]]
     assert mixed_lists(full, view, 0.3, k=3) == [["a", "c", "b"]]  # a 0.7 * 0.5, c 0.3 * 0.9, b 0.7 * 0.3
     assert mixed_lists(full, view, 0.5, k=3) == [["c", "a", "b"]]  # c 0.45 > a 0.25

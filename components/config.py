@@ -185,9 +185,14 @@ class AlignConfig(_Section):
     beta: float = Field(0.5, gt=0)
     # the chosen SID's own NLL added to the loss (RPO-style): keeps its likelihood from falling while margins grow
     sft_weight: float = Field(0.0, ge=0)
-    # share of the preference given to the candidates by a count teacher: the last item's transition chain fit on
-    # the model's training examples, each row's own transition left out (0: the target alone is chosen)
+    # share of the preference given to the candidates by a count teacher fit on the model's training examples, each
+    # row's own example left out (0: the target alone is chosen)
     teacher_weight: float = Field(0.0, ge=0, le=1)
+    # the teacher (training.teacher): "transitions", the last item's transition chain, or "ranker", a count-feature
+    # LightGBM ranker fit on `teacher_rows` other training rows (leave-one-out counts), its scores made
+    # probabilities by a temperature fit on a fifth of them
+    teacher: Literal["transitions", "ranker"] = "transitions"
+    teacher_rows: int = Field(5000, ge=10)
     epochs: int = Field(1, ge=1)
     lr: float = Field(1e-4, gt=0)
     batch_size: int = Field(16, ge=1)

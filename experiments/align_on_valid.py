@@ -37,10 +37,10 @@ from components.training.align import (
     sample_rows,
     selection_rows,
     selection_score,
-    teacher_table,
     train_preferences,
     write_aligned,
 )
+from components.training.teacher import build_teacher
 from components.training.train import load_trained
 from experiments.benchmark import KS
 
@@ -52,13 +52,15 @@ def valid_halves(valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def mined_for(supervised: Recommender, cfg, rows: pd.DataFrame, train: pd.DataFrame, path: Path) -> Preferences:
-    """The supervised model's preferences on align.rows of `rows` (the count teacher fit on `train`), cached at
+    """The supervised model's preferences on align.rows of `rows` (align.teacher fit on `train`), cached at
     `path`."""
     acfg = cfg.align
     if path.exists():
         return Preferences(**torch.load(path, weights_only=False))
     t0 = time.perf_counter()
-    mined = mine_preferences(supervised, sample_rows(rows, acfg), acfg, cfg.eval.batch_size, teacher_table(train))
+    sample = sample_rows(rows, acfg)
+    teacher = build_teacher(acfg.teacher, train, supervised.sidmap, acfg.teacher_rows, acfg.seed, sample.index)
+    mined = mine_preferences(supervised, sample, acfg, cfg.eval.batch_size, teacher)
     logging.info("mined %d rows in %.0f s", len(mined.prompts), time.perf_counter() - t0)
     torch.save(vars(mined), path)
     return mined
@@ -97,9 +99,9 @@ def main() -> None:
     for name, overrides in json.loads(args.variants):
         cfg = load_config(args.config, {"align": overrides})
         acfg = cfg.align
-        mined = mined_for(
-            supervised, cfg, pool, splits["train"], out / f"mined{tag}_r{acfg.rows}_n{acfg.negatives}_s{acfg.seed}.pt"
-        )
+        teacher = "" if acfg.teacher == "transitions" else f"_{acfg.teacher}{acfg.teacher_rows}"
+        cache = out / f"mined{tag}_r{acfg.rows}_n{acfg.negatives}_s{acfg.seed}{teacher}.pt"
+        mined = mined_for(supervised, cfg, pool, splits["train"], cache)
         t0 = time.perf_counter()
         policy, _ = load_trained(Path(args.model))
         aligned = supervised.with_models([policy])

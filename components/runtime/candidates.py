@@ -17,7 +17,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,13 +65,32 @@ class ItemStats:
         are the targets of the same user's earlier examples, counted there."""
         stats = cls(window=window)
         for history, target in zip(histories, targets, strict=True):
-            target = str(target)
-            stats.popularity[target] += 1
-            if len(history):
-                stats.successors.setdefault(str(history[-1]), Counter())[target] += 1
-            for item in list(history)[-window:-1]:
-                stats.nearby.setdefault(str(item), Counter())[target] += 1
+            stats._count(history, str(target), 1)
         return stats
+
+    def _count(self, history: Sequence[str], target: str, n: int) -> None:
+        """Add one example's contribution `n` times (-1 takes it out again; a count that reaches 0 is removed, so
+        the item no longer joins a row's candidates from that source)."""
+        counters = [self.popularity]
+        if len(history):
+            counters.append(self.successors.setdefault(str(history[-1]), Counter()))
+        counters += [self.nearby.setdefault(str(item), Counter()) for item in list(history)[-self.window : -1]]
+        for counter in counters:
+            counter[target] += n
+            if counter[target] <= 0:
+                del counter[target]
+        self._ranks = None
+
+    @contextmanager
+    def leave_out(self, history: Sequence[str], target: str) -> Iterator[ItemStats]:
+        """These counts without one of their own examples, restored on exit: the features a training row would
+        have if it were unseen (a ranker fit or applied on the rows the counts come from would otherwise read its
+        own transition in its target's features)."""
+        self._count(history, str(target), -1)
+        try:
+            yield self
+        finally:
+            self._count(history, str(target), 1)
 
     def _popularity_ranks(self) -> dict[str, int]:
         """item -> rank by purchases, best first (computed once: every request reads it)."""
@@ -104,13 +124,15 @@ def candidate_features(
     beam: Sequence[tuple[str, float]] | None = None,
     codes: dict[str, tuple[int, ...]] | None = None,
     eligible: Callable[[str], bool] | None = None,
+    include: Sequence[str] = (),
 ) -> tuple[list[str], np.ndarray]:
     """One row's candidates and their feature matrix [n_candidates, len(feature_names(...))].
 
     beam: the generative model's (item, log-prob) candidates, best first (None: no model features or source).
     codes: item -> SID codes (None: no SID features). Only items in `codes` (the servable catalog) and accepted
     by `eligible` (e.g. inside the row's think-ahead prefixes) join from the count sources; beam items, already
-    decoded under those rules, are always kept.
+    decoded under those rules, are always kept, and so are the `include` items (after the beam's, in their order):
+    items another stage asks the features of, whatever the sources say about them.
     """
     history = [str(item) for item in history]
     last = history[-1] if history else None
@@ -137,6 +159,10 @@ def candidate_features(
     beam_rank = {item: r for r, (item, _) in enumerate(beam or [])}
     items = list(logps)
     seen = set(items)
+    for item in map(str, include):
+        if item not in seen:
+            seen.add(item)
+            items.append(item)
     pooled = [
         *_top(successors, 30),
         *_top(recent_successors, 30),

@@ -4,9 +4,10 @@ Why: supervised training teaches each target token by token against the whole vo
 order of a constrained beam, and its errors are the beam's other items. Here the supervised model decodes a
 sample of its training rows as served, and the policy (a copy of it) learns to prefer the true next item over the
 beam's best other items (hard negatives), relative to the supervised model as the reference (DPO), as MiniOneRec
-and S-DPO do after SFT. With align.teacher_weight > 0 part of the preference goes to a count teacher (the last
-item's transitions fit on the model's own training rows, each row's own transition left out), so what the counts
-know moves into the generator instead of a ranker after it.
+and S-DPO do after SFT. With align.teacher_weight > 0 part of the preference goes to a count teacher fit on the
+model's own training rows, each row's own example left out (training.teacher: align.teacher "transitions", the
+last item's transition chain, or "ranker", the ranking stage's count-feature LightGBM), so what the counts know
+moves into the generator instead of a ranker after it.
 
 The loss, per row with candidates c (target first, then the negatives) and h_c = log pi(c|x) - log pi_ref(c|x):
     L = -sum_c q_c log softmax_c(beta * h)      (+ sft_weight * the target's NLL per SID token)
@@ -46,7 +47,7 @@ from components.metrics import hit_rate_ndcg
 from components.runtime.backbone import decoder_and_head, token_logits
 from components.runtime.language import SidTrie
 from components.runtime.recommender import MODEL_INFO_FILE, Recommender, encode_prompts
-from components.runtime.transitions import TransitionTable
+from components.training.teacher import Teacher, build_teacher
 from components.training.train import load_trained
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,11 @@ class Preferences:
     valid: torch.Tensor  # [N, C] bool: a real candidate
     reference: torch.Tensor  # [N, C] log pi_ref(candidate | prompt)
     target_rank: list[int]  # the target's rank in the supervised beam (-1: not in it)
-    teacher: torch.Tensor  # [N, C] the count teacher's preference (a zero row where it knows nothing)
+    teacher: torch.Tensor  # [N, C] the teacher's preference (a zero row where it knows nothing)
 
     def preference(self, teacher_weight: float) -> torch.Tensor:
         """q [N, C]: the target (candidate 0), with `teacher_weight` of it moved to the teacher where it knows
-        the row's last item."""
+        the row (the transition teacher: where it has seen the row's last item)."""
         target = torch.zeros_like(self.teacher)
         target[:, 0] = 1.0
         if teacher_weight <= 0:
@@ -144,31 +145,15 @@ def preference_loss(
 
 
 # -- mining --------------------------------------------------------------------------------------------------
-def teacher_preferences(
-    histories: list[list[str]], candidates: list[list[str]], targets: list[str], table: TransitionTable
-) -> torch.Tensor:
-    """[N, C] P(candidate | last item) from the transition chain, each row's own transition (last -> target) left
-    out, normalised over the row's candidates (zero rows stay zero): the count teacher's preference."""
-    width = max(len(c) for c in candidates)
-    out = torch.zeros((len(candidates), width))
-    for r, (history, items, target) in enumerate(zip(histories, candidates, targets, strict=True)):
-        others = table.other_successors(history[-1] if history else None, target)
-        counts = [others.get(item, 0) for item in items]
-        total = sum(counts)
-        if total > 0:
-            out[r, : len(items)] = torch.tensor([c / total for c in counts])
-    return out
-
-
 def mine_preferences(
     recommender: Recommender,
     examples: pd.DataFrame,
     cfg: AlignConfig,
     batch_size: int,
-    table: TransitionTable | None = None,
+    teacher: Teacher | None = None,
 ) -> Preferences:
     """Decode the rows as served (the recommender's beam), keep the target and the best `negatives` other items,
-    and score them all with the (frozen) reference model; with a transition `table`, the teacher's preference."""
+    and score them all with the (frozen) reference model; with a `teacher` (training.teacher), its preference."""
     sidmap, model = recommender.sidmap, recommender.models[0]
     rows = examples[examples["target"].astype(str).map(sidmap.servable)]
     histories = [list(h) for h in rows["history"]]
@@ -192,10 +177,10 @@ def mine_preferences(
             sl = slice(start, start + batch_size)
             ids, mask = encode_prompts(recommender.tokenizer, prompts[sl], recommender.prompt_tokens)
             reference[sl] = candidate_logprobs(model, ids, mask, codes[sl], recommender.trie)
-    teacher = torch.zeros((len(candidates), width))
-    if table is not None:
-        teacher[:, : max(len(c) for c in candidates)] = teacher_preferences(histories, candidates, targets, table)
-    return Preferences(prompts, codes, valid, reference.masked_fill(~valid, 0.0), ranks, teacher)
+    preference = torch.zeros((len(candidates), width))
+    if teacher is not None:
+        preference[:, : max(len(c) for c in candidates)] = teacher(histories, candidates, targets)
+    return Preferences(prompts, codes, valid, reference.masked_fill(~valid, 0.0), ranks, preference)
 
 
 def sample_rows(train_examples: pd.DataFrame, cfg: AlignConfig) -> pd.DataFrame:
@@ -203,11 +188,6 @@ def sample_rows(train_examples: pd.DataFrame, cfg: AlignConfig) -> pd.DataFrame:
     if cfg.rows is not None and len(train_examples) > cfg.rows:
         return train_examples.sample(n=cfg.rows, random_state=cfg.seed)
     return train_examples
-
-
-def teacher_table(train_examples: pd.DataFrame) -> TransitionTable:
-    """The count teacher: the transition chain of the model's training rows."""
-    return TransitionTable.from_examples(train_examples["history"], train_examples["target"])
 
 
 # -- the stage -----------------------------------------------------------------------------------------------
@@ -360,8 +340,13 @@ def align_model(
     if cfg.train.torch_threads:
         torch.set_num_threads(cfg.train.torch_threads)
     supervised = Recommender.from_pretrained(model_dir, device=cfg.train.device, beam_size=cfg.serving.beam_size)
-    table = teacher_table(train_examples) if acfg.teacher_weight > 0 else None
-    mined = mine_preferences(supervised, sample_rows(train_examples, acfg), acfg, cfg.eval.batch_size, table)
+    rows = sample_rows(train_examples, acfg)
+    teacher = (
+        build_teacher(acfg.teacher, train_examples, supervised.sidmap, acfg.teacher_rows, acfg.seed, rows.index)
+        if acfg.teacher_weight > 0
+        else None
+    )
+    mined = mine_preferences(supervised, rows, acfg, cfg.eval.batch_size, teacher)
     mine_seconds = time.perf_counter() - t0
     select = selection_rows(select_examples, cfg)
     baseline = selection_score(supervised, select, cfg.eval.batch_size) if select is not None else None

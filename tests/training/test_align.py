@@ -15,14 +15,12 @@ from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.runtime.beam import constrained_beam_search
 from components.runtime.recommender import Recommender, encode_prompts
-from components.runtime.transitions import TransitionTable
 from components.sids.build import build_sids
 from components.training.align import (
     align_model,
     candidate_logprobs,
     mine_preferences,
     preference_loss,
-    teacher_preferences,
 )
 from components.training.train import load_trained, train_model
 
@@ -75,13 +73,6 @@ def test_preference_loss_is_softmax_dpo():
     assert torch.allclose(preference_loss(policy, reference, valid, q, beta=0.5), expected)
 
 
-def test_teacher_leaves_the_row_own_transition_out():
-    table = TransitionTable.from_examples([["a"], ["a"], ["a"]], ["x", "x", "y"])
-    q = teacher_preferences([["a"], ["b"]], [["x", "y", "z"], ["x", "y"]], ["x", "x"], table)
-    assert q[0].tolist() == pytest.approx([0.5, 0.5, 0.0])  # x: 2 - 1 (own row), y: 1
-    assert q[1].sum() == 0  # an unknown last item: no teacher preference
-
-
 def test_alignment_raises_the_chosen_item(trained, tmp_path):
     """On the rows it aligned on, the target moves up among the supervised beam's items."""
     cfg, _, train, _, model_dir = trained
@@ -128,3 +119,12 @@ def test_an_alignment_worse_on_the_selection_rows_keeps_the_supervised_model(tra
     assert record["status"].startswith(("no gain", "diverged"))
     assert (out / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
     assert isinstance(select, pd.DataFrame)
+
+
+def test_alignment_with_the_ranker_teacher(trained, tmp_path):
+    """align.teacher "ranker" runs the whole stage and records its setting."""
+    cfg, _, train, _, model_dir = trained
+    acfg = cfg.align.model_copy(update={"teacher": "ranker", "teacher_weight": 0.5, "teacher_rows": 200})
+    out = align_model(cfg.model_copy(update={"align": acfg}), model_dir, train, None, tmp_path / "aligned")
+    record = json.loads((out / "alignment.json").read_text())
+    assert record["settings"]["teacher"] == "ranker" and record["rows"] > 0

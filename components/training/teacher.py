@@ -106,7 +106,7 @@ class RankerTeacher:
         codes = sid_codes(sidmap)
         pool = train_examples.drop(index=exclude, errors="ignore") if exclude is not None else train_examples
         pool = pool[pool["target"].astype(str).map(lambda t: t in codes)]
-        fit = pool.sample(n=min(rows, len(pool)), random_state=seed) if len(pool) > rows else pool
+        fit = pool.sample(n=rows, random_state=seed) if len(pool) > rows else pool
         histories, targets = list(fit["history"]), fit["target"].astype(str).tolist()
         features = _left_out_rows(stats, histories, targets, codes)
         cut = max(1, len(features) * 4 // 5)

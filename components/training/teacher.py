@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from components.errors import SidrecError
 from components.runtime.candidates import ItemStats, candidate_features, sid_codes
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 # (histories, candidates (target first), targets) -> [N, C] preference
 Teacher = Callable[[list[list[str]], list[list[str]], list[str]], torch.Tensor]
 TEMPERATURES = tuple(float(t) for t in np.geomspace(0.1, 10.0, 41))
+
+
+class TeacherError(SidrecError):
+    """An alignment teacher that cannot be fit on the model's training rows."""
 
 
 # -- transitions ---------------------------------------------------------------------------------------------
@@ -82,11 +87,8 @@ def _left_out_rows(
 
 def _log_likelihood(scores: list[np.ndarray], gold: list[int], temperature: float) -> float:
     """Mean log softmax(scores / T) of each row's target."""
-    total = 0.0
-    for s, g in zip(scores, gold, strict=True):
-        z = s / temperature
-        total += float(z[g] - (z.max() + np.log(np.exp(z - z.max()).sum())))
-    return total / len(scores)
+    logps = [torch.log_softmax(torch.from_numpy(s / temperature), 0)[g] for s, g in zip(scores, gold, strict=True)]
+    return float(sum(logps)) / len(logps)
 
 
 class RankerTeacher:
@@ -114,6 +116,12 @@ class RankerTeacher:
         histories, targets = list(fit["history"]), fit["target"].astype(str).tolist()
         features = _left_out_rows(stats, histories, targets, codes)
         cut = max(1, len(features) * 4 // 5)
+        if not any(t in items for (items, _), t in zip(features[:cut], targets[:cut], strict=True)):
+            raise TeacherError(
+                f"align.teacher ranker: none of the {cut} training rows it would learn from has its target among its "
+                "count candidates, so there is no ranking to learn; use align.teacher: transitions, or align "
+                "on more training rows"
+            )
         booster = train_ranker(features[:cut], targets[:cut])
         scores, gold = [], []
         for (items, x), target in zip(features[cut:], targets[cut:], strict=True):
@@ -139,8 +147,7 @@ class RankerTeacher:
         rows = _left_out_rows(self.stats, histories, targets, self.codes, candidates)
         for r, ((_, x), items) in enumerate(zip(rows, candidates, strict=True)):
             scores = self.booster.predict(x[: len(items)]) / self.temperature  # `include` items come first
-            p = np.exp(scores - scores.max())
-            out[r, : len(items)] = torch.from_numpy(p / p.sum()).float()
+            out[r, : len(items)] = torch.softmax(torch.from_numpy(scores), 0).float()
         return out
 
 

@@ -12,7 +12,7 @@ import pytest
 from components.runtime.candidates import ItemStats, candidate_features, feature_names
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
-from components.training.teacher import RankerTeacher, build_teacher, teacher_preferences
+from components.training.teacher import RankerTeacher, TeacherError, build_teacher, teacher_preferences
 
 RANK = feature_names(False, False).index("popularity_rank")
 
@@ -92,3 +92,12 @@ def test_build_teacher_names_the_kinds():
     assert callable(build_teacher("transitions", examples, sidmap, 100, 0, None))
     with pytest.raises(ValueError, match="align.teacher"):
         build_teacher("oracle", examples, sidmap, 100, 0, None)
+
+
+def test_a_ranker_teacher_with_nothing_to_learn_is_one_clear_error():
+    """Rows whose targets never pool among their count candidates (every transition seen once, then left out)."""
+    examples = pd.DataFrame({"history": [[f"a{i}"] for i in range(20)], "target": [f"b{i}" for i in range(20)]})
+    items = [f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)]
+    sidmap = SidMap(items, np.array([[i // 8, i % 8] for i in range(40)]), [8, 8], version="test")
+    with pytest.raises(TeacherError, match="align.teacher: transitions"):
+        RankerTeacher.fit(examples, sidmap, rows=20)

@@ -9,7 +9,10 @@ its epoch on the selection sample (the eval.max_examples valid rows training pic
 --full-valid, is scored on the whole valid split. With --held-out, valid is cut in two halves by user (crc32 of
 user_id): alignment mines half A, whose targets the model never fit, and every score (epoch pick, supervised
 baseline, --full-valid) uses all of half B instead, so a gain from unseen rows can be told from one mined on the
-model's own training rows (the count teacher is still fit on train). The guard's verdict (aligned vs
+model's own training rows (the count teacher is still fit on train). With --mine-from SPLIT, alignment mines the
+rows of SPLIT (a split file in data.splits_dir that the model was not trained on: training rows held out of its
+training, see experiments/heldout_splits.py) and the teacher is fit on train + SPLIT, each mined row's own
+example left out as always; scores stay on valid. The guard's verdict (aligned vs
 supervised on the sample) is recorded but not enforced here, so every variant gets its valid numbers. Test is
 never touched. Writes OUT/NAME/ (the aligned model, result.json) and OUT/baseline.json (baseline_heldout.json:
 the supervised model on the sample and, with --full-valid, on the whole split or half B).
@@ -28,7 +31,7 @@ import pandas as pd
 import torch
 
 from components.config import PROJECT_ROOT, load_config
-from components.data.splits import load_splits
+from components.data.splits import load_split_examples, load_splits
 from components.evaluation.evaluate import score_recommender
 from components.runtime.recommender import Recommender
 from components.training.align import (
@@ -74,6 +77,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "benchmark.yaml"))
     parser.add_argument("--full-valid", action="store_true", help="also score each variant on the whole valid split")
     parser.add_argument("--held-out", action="store_true", help="mine valid half A; pick and score on half B")
+    parser.add_argument("--mine-from", default=None, help="mine this split's rows (held out of the model's training)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     out = Path(args.out)
@@ -83,6 +87,13 @@ def main() -> None:
     splits = load_splits(base_cfg.path(base_cfg.data.splits_dir))
     supervised = Recommender.from_pretrained(args.model, beam_size=base_cfg.serving.beam_size)
     pool, scored, tag = splits["train"], splits["valid"], ""
+    teacher_fit = splits["train"]
+    if args.held_out and args.mine_from:
+        parser.error("--held-out and --mine-from pick the mined rows two ways: give one")
+    if args.mine_from:
+        held = load_split_examples(base_cfg.path(base_cfg.data.splits_dir), args.mine_from)
+        teacher_fit = pd.concat([splits["train"], held], ignore_index=True)
+        pool, tag = teacher_fit.iloc[len(splits["train"]) :], f"_{args.mine_from}"
     if args.held_out:
         pool, scored = valid_halves(splits["valid"])
         base_cfg = base_cfg.model_copy(update={"eval": base_cfg.eval.model_copy(update={"max_examples": len(scored)})})
@@ -101,7 +112,7 @@ def main() -> None:
         acfg = cfg.align
         teacher = "" if acfg.teacher == "transitions" else f"_{acfg.teacher}{acfg.teacher_rows}"
         cache = out / f"mined{tag}_r{acfg.rows}_n{acfg.negatives}_s{acfg.seed}{teacher}.pt"
-        mined = mined_for(supervised, cfg, pool, splits["train"], cache)
+        mined = mined_for(supervised, cfg, pool, teacher_fit, cache)
         t0 = time.perf_counter()
         policy, _ = load_trained(Path(args.model))
         aligned = supervised.with_models([policy])
@@ -118,6 +129,7 @@ def main() -> None:
             "name": name,
             "overrides": overrides,
             "held_out": args.held_out,
+            "mine_from": args.mine_from,
             "status": result.status,
             "guard": "aligned" if gain > cfg.align.min_gain else "supervised",
             "best_epoch": best["epoch"],

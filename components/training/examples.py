@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from components.config import TrainConfig
@@ -158,6 +159,24 @@ def training_hints(cfg: TrainConfig, table: TransitionTable, counted: bool) -> H
         return None
     n, window = cfg.hint_successors, cfg.hint_window
     return lambda history, target: table.top_successors(history, n, window, target if counted else None)
+
+
+def with_recent_copies(examples: pd.DataFrame, copies: int) -> pd.DataFrame:
+    """`examples` plus `copies` extra copies of each user's newest row (its longest history; the last in file
+    order among equals), appended. Why: valid and test follow the training rows in time, and a user's newest
+    transition is the one closest to what comes next: holding those rows out of training cost the model about
+    0.01 HR@10 on valid, far more than their share of the rows (docs/benchmark.md, lever table)."""
+    if copies <= 0 or examples.empty:
+        return examples
+    order = pd.DataFrame(
+        {
+            "user": examples["user_id"].astype(str).to_numpy(),
+            "length": examples["history"].map(len).to_numpy(),
+            "position": np.arange(len(examples)),
+        }
+    )
+    newest = order.sort_values(["user", "length", "position"]).groupby("user").tail(1)["position"].to_numpy()
+    return pd.concat([examples, examples.iloc[np.repeat(np.sort(newest), copies)]], ignore_index=True)
 
 
 def build_training_texts(

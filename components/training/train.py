@@ -33,7 +33,12 @@ from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 from components.training import distributed
-from components.training.examples import build_training_texts, count_soft_targets, training_hints
+from components.training.examples import (
+    build_training_texts,
+    count_soft_targets,
+    training_hints,
+    with_recent_copies,
+)
 from components.training.vocab import add_sid_tokens
 
 log = logging.getLogger(__name__)
@@ -571,7 +576,9 @@ def train_model(
     # the chain a served hybrid blends with and served hint lines read, fit on exactly these training examples
     transitions = TransitionTable.from_examples(train_examples["history"], train_examples["target"].astype(str))
     hints = training_hints(cfg.train, transitions, counted=True)
-    texts = build_training_texts(train_examples, sidmap, catalog, cfg.train, hints)
+    # the newest rows repeated for the task mix only: the chain and the count targets count each example once
+    weighted = with_recent_copies(train_examples, cfg.train.recent_copies)
+    texts = build_training_texts(weighted, sidmap, catalog, cfg.train, hints)
     history_titles = titles if cfg.train.include_titles_in_history else None
     soft_targets = count_soft_targets(
         train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context, hints

@@ -331,3 +331,23 @@ def test_ema_keeps_the_moving_average_of_the_live_weights_and_resumes_exactly(wo
     rising = iter(range(100))
     whole, _ = run("whole", valid_fn=lambda m: next(rising), ema_decay=decay, epochs=2.0)
     assert all(torch.allclose(resumed.state_dict()[k], v, atol=1e-6) for k, v in whole.state_dict().items())
+
+
+def test_recent_copies_repeat_each_users_newest_row_only():
+    from components.training.examples import with_recent_copies
+
+    rows = pd.DataFrame(
+        {
+            "user_id": ["a", "a", "b", "a", "b", "c"],
+            "history": [["1"], ["1", "2"], ["5"], ["1", "2", "3"], ["5", "6"], ["9"]],
+            "target": ["2", "3", "6", "4", "7", "8"],
+        }
+    )
+    assert with_recent_copies(rows, 0).equals(rows)
+    out = with_recent_copies(rows, 2)
+    assert out.iloc[: len(rows)].equals(rows)  # the rows themselves, unchanged and first
+    extra = out.iloc[len(rows) :]
+    assert (
+        sorted(zip(extra["user_id"], extra["target"], strict=True))
+        == [("a", "4")] * 2 + [("b", "7")] * 2 + [("c", "8")] * 2
+    )

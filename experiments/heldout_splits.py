@@ -22,17 +22,19 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from components.config import PROJECT_ROOT, load_config
 from components.data.splits import load_split_examples
+from components.training.examples import newest_rows
 
 
 def held_out_rows(train: pd.DataFrame, rows: int, seed: int) -> pd.Index:
-    """The index of the last row (longest history) of `rows` users drawn at random (all users when fewer)."""
-    lengths = train["history"].map(len)
-    last = lengths.groupby(train["user_id"]).idxmax()
-    return pd.Index(last.sample(n=min(rows, len(last)), random_state=seed).sort_values().to_numpy())
+    """The index of the newest row (training.examples.newest_rows) of `rows` users drawn at random (all users when
+    fewer)."""
+    newest = newest_rows(train)
+    return train.index[np.sort(newest.sample(n=min(rows, len(newest)), random_state=seed).to_numpy())]
 
 
 def write_heldout_splits(splits_dir: Path, out: Path, rows: int, seed: int) -> dict[str, int]:

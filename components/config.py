@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PROJECT_ROOT = Path(os.environ.get("SIDREC_ROOT", Path(__file__).resolve().parents[1]))
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
@@ -127,6 +127,11 @@ class TrainConfig(_Section):
     # vocabulary), the same set constrained decoding chooses from. Decoding of such a model normalises the same
     # way (recorded as config.sid_level_softmax). On CPU it also skips most of the output layer.
     sid_softmax: bool = False
+    # SID-vocabulary softmax: a SID token's loss is normalised over all SID tokens of every level (768 rows, not
+    # 49k): the full softmax's competition among the SID tokens without the text rows no SID target needs, so a
+    # step skips most of the output layer as sid_softmax does. Decoding normalises the same way (recorded as
+    # config.sid_vocab_softmax). Exclusive with sid_softmax
+    sid_vocab_softmax: bool = False
     # training-time dropout on the token embeddings, each block's attention and MLP outputs and the attention
     # weights. Llama-style backbones ship without any; a small model on ~10k examples overfits without it.
     dropout: float = 0.0
@@ -167,6 +172,12 @@ class TrainConfig(_Section):
     warm_start: bool = True
     warm_start_epochs: float = Field(1.0, gt=0)
     sharding: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) weights + optimizer
+
+    @model_validator(mode="after")
+    def _one_softmax(self) -> TrainConfig:
+        if self.sid_softmax and self.sid_vocab_softmax:
+            raise ValueError("train.sid_softmax and train.sid_vocab_softmax exclude each other: set at most one")
+        return self
 
 
 class AlignConfig(_Section):

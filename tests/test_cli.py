@@ -24,3 +24,14 @@ def test_config_defaults_and_overrides(tmp_path):
 
     with pytest.raises(pydantic.ValidationError):
         load_config(bad)
+
+
+def test_config_allows_one_sid_softmax_at_most():
+    import pydantic
+    import pytest
+
+    from components.config import load_config
+
+    both = {"train": {"sid_softmax": True, "sid_vocab_softmax": True}}
+    with pytest.raises(pydantic.ValidationError, match="exclude each other"):
+        load_config(None, overrides=both)

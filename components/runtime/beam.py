@@ -6,7 +6,8 @@ expands the model's cache to the beams and reorders it after each step), and the
 codes a beam may take. Scores are sums of full-vocabulary log-probabilities, exactly what HF generate() with
 prefix_allowed_tokens_fn computes (tested for equality), but without repeating the prompt per beam. A model
 trained with the SID-level softmax (config.sid_level_softmax) is scored as it was trained: each level's codes
-are normalised among themselves, and only those rows of the output layer are computed.
+are normalised among themselves, and only those rows of the output layer are computed; one trained with the
+SID-vocabulary softmax (config.sid_vocab_softmax) is normalised over all SID tokens, only their rows computed.
 
 Runtime completion (OneRec-Think think-ahead): `allowed_prefixes` gives each row the SID prefixes computed
 offline; the prefix tokens are scored in a single forward of all prefixes and only the remaining level(s) are
@@ -47,7 +48,7 @@ class _Member:
 
     runner: Runner
     head: torch.nn.Module
-    level_softmax: bool
+    softmax: str
 
 
 def as_models(model) -> list:
@@ -63,29 +64,48 @@ def _members(model, runner: str) -> list[_Member]:
         _Member(
             runner_for(m, runner),
             decoder_and_head(m)[1],
-            level_softmax=bool(getattr(m.config, "sid_level_softmax", False)),
+            softmax=softmax_kind(m),
         )
         for m in as_models(model)
     ]
 
 
-def _level_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, level_softmax: bool) -> torch.Tensor:
-    """log p(code | beam) for every code of a level: over the full vocabulary, or over the level's codes.
+def softmax_kind(model) -> str:
+    """How training normalised the model's SID targets, recorded in its config (training.train): "vocab" (the
+    full vocabulary), "sid_level" (the target's level's codes) or "sid_vocab" (all SID tokens)."""
+    if getattr(model.config, "sid_vocab_softmax", False):
+        return "sid_vocab"
+    if getattr(model.config, "sid_level_softmax", False):
+        return "sid_level"
+    return "vocab"
+
+
+def level_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, softmax: str = "vocab") -> torch.Tensor:
+    """log p(code | beam) for every code of a level ([n, K], differentiable), normalised as the model was trained
+    (softmax_kind): over the full vocabulary, over the level's codes, or over all SID tokens.
 
     The full-vocabulary normaliser needs every logit, but only the level's columns are kept: the log-softmax of
-    all 49k columns would write a second [rows, vocab] tensor to read K of them."""
+    all 49k columns would write a second [rows, vocab] tensor to read K of them. Padding beyond a level's
+    codebook scores -inf under the SID softmaxes (the trie never allows it)."""
     token_ids = trie.level_token_ids[level]
-    if not level_softmax:
+    if softmax == "vocab":
         logits = head(hidden).float()
         return logits[:, token_ids] - torch.logsumexp(logits, dim=-1, keepdim=True)
-    logits = token_logits(head, hidden, token_ids).float()
-    logits[:, trie.level_sizes[level] :] = NEG_INF  # padding beyond the level's codebook
-    return torch.log_softmax(logits, dim=-1)
+    if softmax == "sid_level":
+        logits = token_logits(head, hidden, token_ids).float()
+        logits[:, trie.level_sizes[level] :] = NEG_INF  # padding beyond the level's codebook
+        return torch.log_softmax(logits, dim=-1)
+    n_levels, width = trie.level_token_ids.shape
+    logits = token_logits(head, hidden, trie.level_token_ids.reshape(-1)).float().view(-1, n_levels, width)
+    codes = torch.arange(width, device=logits.device)
+    padding = codes >= torch.tensor(trie.level_sizes, device=logits.device).unsqueeze(1)  # [L, K]
+    logits = logits.masked_fill(padding, NEG_INF)
+    return logits[:, level] - torch.logsumexp(logits.flatten(1), dim=-1, keepdim=True)
 
 
 def _members_logprobs(members, hiddens, trie: SidTrie, level: int) -> torch.Tensor:
     """log of the members' mean p(code | beam); a single model's own log-probs."""
-    logps = [_level_logprobs(m.head, h, trie, level, m.level_softmax) for m, h in zip(members, hiddens, strict=True)]
+    logps = [level_logprobs(m.head, h, trie, level, m.softmax) for m, h in zip(members, hiddens, strict=True)]
     if len(logps) == 1:
         return logps[0]
     return torch.logsumexp(torch.stack(logps), dim=0) - math.log(len(logps))

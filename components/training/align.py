@@ -44,7 +44,8 @@ import torch
 from components.config import AlignConfig, Config
 from components.logs import progress
 from components.metrics import hit_rate_ndcg
-from components.runtime.backbone import decoder_and_head, token_logits
+from components.runtime.backbone import decoder_and_head
+from components.runtime.beam import level_logprobs, softmax_kind
 from components.runtime.language import SidTrie
 from components.runtime.recommender import MODEL_INFO_FILE, Recommender, encode_prompts
 from components.training.teacher import Teacher, build_teacher
@@ -78,17 +79,6 @@ class Preferences:
 
 
 # -- scoring -------------------------------------------------------------------------------------------------
-def _code_logprobs(head, hidden: torch.Tensor, trie: SidTrie, level: int, level_softmax: bool) -> torch.Tensor:
-    """log p(code | prefix) for every code of `level` ([n, K]), normalised as runtime.beam scores it: over the full
-    vocabulary, or over the level's codes for a model trained with the SID-level softmax."""
-    token_ids = trie.level_token_ids[level]
-    if not level_softmax:
-        return torch.log_softmax(head(hidden).float(), dim=-1)[:, token_ids]
-    logits = token_logits(head, hidden, token_ids).float()
-    logits[:, trie.level_sizes[level] :] = float("-inf")
-    return torch.log_softmax(logits, dim=-1)
-
-
 def candidate_logprobs(
     model, input_ids: torch.Tensor, attention_mask: torch.Tensor, codes: torch.Tensor, trie: SidTrie
 ) -> torch.Tensor:
@@ -96,11 +86,11 @@ def candidate_logprobs(
     differentiable. The prompt is computed once per row; its KV cache is repeated over the candidates, whose
     first L - 1 tokens are fed in one pass, and the output layer runs only where a SID code is scored."""
     base, head = decoder_and_head(model)
-    level_softmax = bool(getattr(model.config, "sid_level_softmax", False))
+    softmax = softmax_kind(model)
     batch, n_cand, n_levels = codes.shape
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     out = base(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=n_levels > 1)
-    first = _code_logprobs(head, out.last_hidden_state[:, -1], trie, 0, level_softmax)  # [B, K]
+    first = level_logprobs(head, out.last_hidden_state[:, -1], trie, 0, softmax)  # [B, K]
     total = first.gather(1, codes[..., 0])
     if n_levels == 1:
         return total
@@ -119,7 +109,7 @@ def candidate_logprobs(
         use_cache=True,
     ).last_hidden_state  # [B*C, L-1, H]
     for level in range(1, n_levels):
-        logp = _code_logprobs(head, hidden[:, level - 1], trie, level, level_softmax)
+        logp = level_logprobs(head, hidden[:, level - 1], trie, level, softmax)
         total = total + logp.gather(1, codes[..., level].reshape(-1, 1)).view(batch, n_cand)
     return total
 

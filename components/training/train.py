@@ -122,6 +122,7 @@ def completion_loss(
     reduction: str = "mean",
     soft: tuple[torch.Tensor, torch.Tensor] | None = None,
     smoothing: tuple[torch.Tensor, float] | None = None,
+    sid_vocab_table: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Next-token cross-entropy over completion tokens only (output layer at those positions only): their mean,
     or with reduction "sum" their sum (what a distributed step divides by the global token count).
@@ -133,6 +134,9 @@ def completion_loss(
     With `smoothing` (the SID token table, eps) a SID target keeps 1 - eps of its target and spreads eps evenly
     over its own level's codes (label smoothing inside the level: the beam ranks codes of one level against each
     other, so that is where a flatter target acts; other targets are unchanged).
+    With `sid_vocab_table` (the same table; exclusive with `sid_table`) a SID target is scored against all SID
+    tokens of every level (train.sid_vocab_softmax): the full softmax's competition among SID tokens without the
+    ~48k text rows of the output layer, which no SID target needs.
     """
     base, head = decoder_and_head(model)
     hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
@@ -142,7 +146,7 @@ def completion_loss(
     soft_ids = soft_w = None
     if soft is not None:
         soft_ids, soft_w = (t[:, 1:][select] for t in soft)
-    if sid_table is None:
+    if sid_table is None and sid_vocab_table is None:
         if soft_ids is None and smoothing is None:
             return torch.nn.functional.cross_entropy(head(hidden).float(), target, reduction=reduction)
         logp = torch.log_softmax(head(hidden).float(), -1)
@@ -151,7 +155,9 @@ def completion_loss(
             nll = _smoothed(nll, logp, target, *smoothing)
         return nll.sum() if reduction == "sum" else nll.mean()
     eps = smoothing[1] if smoothing is not None else 0.0
-    total = _sid_level_loss(head, hidden, target, sid_table, soft_ids, soft_w, eps)
+    across = sid_vocab_table is not None
+    table = sid_vocab_table if across else sid_table
+    total = _sid_loss(head, hidden, target, table, soft_ids, soft_w, eps, across_levels=across)
     return total if reduction == "sum" else total / max(int(target.numel()), 1)
 
 
@@ -182,16 +188,31 @@ class CompletionLoss(torch.nn.Module):
     """The model and its loss as one module, so that DistributedDataParallel sees the forward pass it syncs."""
 
     def __init__(
-        self, model, sid_table: torch.Tensor | None, smoothing: tuple[torch.Tensor, float] | None = None
+        self,
+        model,
+        sid_table: torch.Tensor | None,
+        smoothing: tuple[torch.Tensor, float] | None = None,
+        sid_vocab_table: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.model, self.sid_table, self.smoothing = model, sid_table, smoothing
+        self.sid_vocab_table = sid_vocab_table
 
     def forward(self, input_ids, mask, labels, reduction: str = "mean", soft=None) -> torch.Tensor:
-        return completion_loss(self.model, input_ids, mask, labels, self.sid_table, reduction, soft, self.smoothing)
+        return completion_loss(
+            self.model,
+            input_ids,
+            mask,
+            labels,
+            self.sid_table,
+            reduction,
+            soft,
+            self.smoothing,
+            sid_vocab_table=self.sid_vocab_table,
+        )
 
 
-def _sid_level_loss(
+def _sid_loss(
     head,
     hidden: torch.Tensor,
     target: torch.Tensor,
@@ -199,25 +220,43 @@ def _sid_level_loss(
     soft_ids: torch.Tensor | None = None,
     soft_w: torch.Tensor | None = None,
     eps: float = 0.0,
+    across_levels: bool = False,
 ) -> torch.Tensor:
-    """The summed SID-level (and full-vocabulary, for other targets) cross-entropy; soft targets (token ids of
-    the same level) and label smoothing (eps over the level's codes) as in completion_loss."""
+    """The summed cross-entropy of SID targets over their own level's codes, or with `across_levels` over all SID
+    tokens of every level (and over the full vocabulary for other targets, e.g. titles); soft targets (token ids
+    of the same level) and label smoothing (eps over the target's own level's codes) as in completion_loss."""
     total = hidden.new_zeros((), dtype=torch.float32)
-    is_sid = torch.zeros_like(target, dtype=torch.bool)
-    for level_ids in sid_table:
-        level_ids = level_ids[level_ids >= 0]
-        match = target.unsqueeze(1) == level_ids  # [n, codes]: which code of this level each target is
-        here = match.any(1)
-        if not here.any():
-            continue
-        is_sid |= here
-        logp = torch.log_softmax(token_logits(head, hidden[here], level_ids).float(), -1)
-        codes = weights = None
-        if soft_ids is not None:  # token ids -> this level's code indices (weights of other tokens dropped)
-            found = soft_ids[here].unsqueeze(-1) == level_ids  # [n, K, codes]
-            codes, weights = found.long().argmax(-1), torch.where(found.any(-1), soft_w[here], 0.0)
-        nll = _soft_nll(logp, match[here].long().argmax(1), codes, weights)
-        total = total + ((1 - eps) * nll - eps * logp.mean(-1)).sum()
+    if across_levels:
+        vocab = sid_table[sid_table >= 0].unique()  # sorted: a token id maps to its column by a search
+        is_sid = torch.isin(target, vocab)
+        if is_sid.any():
+            logp = torch.log_softmax(token_logits(head, hidden[is_sid], vocab).float(), -1)
+            column = torch.searchsorted(vocab, target[is_sid])
+            codes = weights = None
+            if soft_ids is not None:  # soft targets are SID tokens of the target's level; padding has weight 0
+                codes = torch.searchsorted(vocab, soft_ids[is_sid]).clamp(max=len(vocab) - 1)
+                weights = torch.where(torch.isin(soft_ids[is_sid], vocab), soft_w[is_sid], 0.0)
+            nll = _soft_nll(logp, column, codes, weights)
+            if eps > 0:
+                columns = torch.where(sid_table >= 0, torch.searchsorted(vocab, sid_table.clamp(min=0)), -1)
+                nll = _smoothed(nll, logp, column, columns, eps)
+            total = total + nll.sum()
+    else:
+        is_sid = torch.zeros_like(target, dtype=torch.bool)
+        for level_ids in sid_table:
+            level_ids = level_ids[level_ids >= 0]
+            match = target.unsqueeze(1) == level_ids  # [n, codes]: which code of this level each target is
+            here = match.any(1)
+            if not here.any():
+                continue
+            is_sid |= here
+            logp = torch.log_softmax(token_logits(head, hidden[here], level_ids).float(), -1)
+            codes = weights = None
+            if soft_ids is not None:  # token ids -> this level's code indices (weights of other tokens dropped)
+                found = soft_ids[here].unsqueeze(-1) == level_ids  # [n, K, codes]
+                codes, weights = found.long().argmax(-1), torch.where(found.any(-1), soft_w[here], 0.0)
+            nll = _soft_nll(logp, match[here].long().argmax(1), codes, weights)
+            total = total + ((1 - eps) * nll - eps * logp.mean(-1)).sum()
     if (~is_sid).any():
         rest = head(hidden[~is_sid]).float()
         total = total + torch.nn.functional.cross_entropy(rest, target[~is_sid], reduction="sum")
@@ -344,6 +383,9 @@ def _train(
     model.to(device)
     sid_ids = sid_ids.to(device) if sid_ids is not None else None
     sid_table = sid_ids if cfg.sid_softmax else None
+    sid_vocab_table = sid_ids if cfg.sid_vocab_softmax else None
+    if cfg.sid_vocab_softmax and sid_ids is None:
+        raise ValueError("train.sid_vocab_softmax needs the SID token table (sid_ids) to normalise over")
     data = tokenize_pairs(tokenizer, examples, max_length)
     soft = soft_positions(tokenizer, examples, data, soft_targets) if soft_targets else [None] * len(data)
     n_batches = math.ceil(len(data) / cfg.batch_size)
@@ -375,7 +417,7 @@ def _train(
         if sid_ids is None:
             raise ValueError("train.label_smoothing needs the SID token table (sid_ids) to smooth over")
         smoothing = (sid_ids, cfg.label_smoothing)
-    loss_module = CompletionLoss(model, sid_table, smoothing)
+    loss_module = CompletionLoss(model, sid_table, smoothing, sid_vocab_table)
     ddp = loss_module
     sharded = ctx.distributed and cfg.sharding == "fsdp"
     if sharded:  # -- train.sharding: fsdp (FSDP2, training.distributed.shard) ---------------------------------
@@ -565,12 +607,20 @@ def train_model(
         model, tokenizer = load_trained(Path(init_from))
         new_ids = None  # the SID rows are trained already
         cfg = cfg.model_copy(
-            update={"train": cfg.train.model_copy(update={"sid_softmax": bool(model.config.sid_level_softmax)})}
+            update={
+                "train": cfg.train.model_copy(
+                    update={
+                        "sid_softmax": bool(getattr(model.config, "sid_level_softmax", False)),
+                        "sid_vocab_softmax": bool(getattr(model.config, "sid_vocab_softmax", False)),
+                    }
+                )
+            }
         )
     else:
         model, tokenizer = load_backbone(cfg.model)
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
         model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
+        model.config.sid_vocab_softmax = cfg.train.sid_vocab_softmax
     sid_ids = sid_token_ids(tokenizer, sidmap)  # [levels, codes]: the SID-level softmax's and smoothing's table
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     # the chain a served hybrid blends with and served hint lines read, fit on exactly these training examples

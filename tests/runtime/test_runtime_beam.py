@@ -70,11 +70,13 @@ def test_prefix_completion_stays_inside_prefixes_and_falls_back(tiny_sid_model):
         assert abs(by_item[item] - score) < 1e-4
 
 
-def test_level_softmax_scores_are_teacher_forced_level_log_probs(tiny_sid_model):
-    """A model trained with the SID-level softmax is scored per level over that level's codes only."""
+@pytest.mark.parametrize("softmax", ["sid_level", "sid_vocab"])
+def test_sid_softmax_scores_are_teacher_forced_log_probs_over_their_support(tiny_sid_model, softmax):
+    """A model trained with the SID-level softmax is scored per level over that level's codes only; one trained
+    with the SID-vocabulary softmax over all SID tokens of every level."""
     model, tokenizer, sidmap = tiny_sid_model
     model = copy.deepcopy(model)
-    model.config.sid_level_softmax = True
+    setattr(model.config, f"{softmax}_softmax", True)
     trie = SidTrie.from_sidmap(sidmap, tokenizer)
     prompt = _prompts(sidmap, 1)[0]
     enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
@@ -86,10 +88,13 @@ def test_level_softmax_scores_are_teacher_forced_level_log_probs(tiny_sid_model)
         with torch.no_grad():
             hidden = model.model(input_ids=ids).last_hidden_state[0]
         start = enc.input_ids.shape[1] - 1
-        expected = sum(
-            torch.log_softmax(hidden[start + level] @ head[trie.level_token_ids[level]].T, -1)[c].item()
-            for level, c in enumerate(codes)
-        )
+        every = torch.cat([trie.level_token_ids[lv, : trie.level_sizes[lv]] for lv in range(trie.n_levels)])
+        expected = 0.0
+        for level, c in enumerate(codes):
+            own = trie.level_token_ids[level]
+            support = own if softmax == "sid_level" else every
+            logp = torch.log_softmax(hidden[start + level] @ head[support].T, -1)
+            expected += logp[c if softmax == "sid_level" else int((every == own[c]).nonzero())].item()
         assert abs(expected - score) < 1e-4
     full = constrained_beam_search(tiny_sid_model[0], enc.input_ids, enc.attention_mask, trie, 8, 5)
     assert not torch.allclose(full.scores, result.scores)  # the full-vocabulary scores differ

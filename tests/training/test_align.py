@@ -51,10 +51,14 @@ def trained(tmp_path_factory):
     return cfg, sidmap, train, select, model_dir
 
 
-def test_candidate_logprobs_equal_the_beam_scores(trained):
-    """The alignment scores each SID exactly as the served beam does (same normalisation, same positions)."""
+@pytest.mark.parametrize("softmax", ["vocab", "sid_level", "sid_vocab"])
+def test_candidate_logprobs_equal_the_beam_scores(trained, softmax):
+    """The alignment scores each SID exactly as the served beam does (same normalisation, same positions), for
+    every softmax kind a model may have been trained with."""
     _, _, train, _, model_dir = trained
     rec = Recommender.from_pretrained(model_dir, beam_size=8)
+    if softmax != "vocab":
+        setattr(rec.models[0].config, f"{softmax}_softmax", True)
     histories = [list(h) for h in train["history"].head(5)]
     ids, mask = encode_prompts(rec.tokenizer, rec.prompts(histories))
     beam = constrained_beam_search(rec.models[0], ids, mask, rec.trie, 8, 6)

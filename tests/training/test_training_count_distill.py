@@ -71,8 +71,25 @@ def model_and_tokenizer():
     return model.eval(), tokenizer
 
 
-@pytest.mark.parametrize("sid_softmax", [False, True])
-def test_soft_loss_is_the_cross_entropy_with_the_mixed_target(model_and_tokenizer, sid_softmax):
+def _loss_tables(levels: torch.Tensor, softmax: str) -> dict:
+    """completion_loss's table arguments for a softmax kind."""
+    return {
+        "sid_table": levels if softmax == "sid_level" else None,
+        "sid_vocab_table": levels if softmax == "sid_vocab" else None,
+    }
+
+
+def _support(levels: torch.Tensor, level: int, softmax: str, vocab_size: int) -> torch.Tensor:
+    """The token ids a SID target of `level` is normalised over under each softmax kind."""
+    if softmax == "sid_level":
+        return levels[level][levels[level] >= 0]
+    if softmax == "sid_vocab":
+        return levels[levels >= 0]
+    return torch.arange(vocab_size)
+
+
+@pytest.mark.parametrize("softmax", ["vocab", "sid_level", "sid_vocab"])
+def test_soft_loss_is_the_cross_entropy_with_the_mixed_target(model_and_tokenizer, softmax):
     model, tokenizer = model_and_tokenizer
     # different prompts: over rows of one prompt, leave-one-out soft targets add up to the one-hot ones
     rows = _rows((["d", "a"], "b"), (["b", "a"], "c"), (["a"], "d"), (["b"], "a"))
@@ -84,10 +101,11 @@ def test_soft_loss_is_the_cross_entropy_with_the_mixed_target(model_and_tokenize
     ids, mask, labels = _batch(data, 0)
     placed = soft_positions(tokenizer, pairs, data, soft)
     assert placed[3] is None  # b -> a: the teacher knows no other successor of b
-    table = sid_token_ids(tokenizer, SIDMAP) if sid_softmax else None
+    table = sid_token_ids(tokenizer, SIDMAP)
+    tables = _loss_tables(table, softmax)
     with torch.no_grad():
-        got = completion_loss(model, ids, mask, labels, table, soft=_soft_batch(placed, ids.shape[1]))
-        plain = completion_loss(model, ids, mask, labels, table)
+        got = completion_loss(model, ids, mask, labels, soft=_soft_batch(placed, ids.shape[1]), **tables)
+        plain = completion_loss(model, ids, mask, labels, **tables)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
     # by hand: each completion position's target distribution over the tokens it is normalised over
     losses = []
@@ -96,7 +114,7 @@ def test_soft_loss_is_the_cross_entropy_with_the_mixed_target(model_and_tokenize
         n = int(mask[r].sum())
         for j, token in enumerate(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(completion))):
             position = n - 3 + j
-            support = table[j][table[j] >= 0] if sid_softmax else torch.arange(logits.shape[-1])
+            support = _support(table, j, softmax, logits.shape[-1])
             logp = torch.log_softmax(logits[r, position - 1, support], -1)
             index = {int(t): k for k, t in enumerate(support)}
             mixed = torch.zeros_like(logp)
@@ -110,8 +128,8 @@ def test_soft_loss_is_the_cross_entropy_with_the_mixed_target(model_and_tokenize
     assert none is None
 
 
-@pytest.mark.parametrize("sid_softmax", [False, True])
-def test_label_smoothing_spreads_eps_over_the_targets_level(model_and_tokenizer, sid_softmax):
+@pytest.mark.parametrize("softmax", ["vocab", "sid_level", "sid_vocab"])
+def test_label_smoothing_spreads_eps_over_the_targets_level(model_and_tokenizer, softmax):
     model, tokenizer = model_and_tokenizer
     rows = _rows((["d", "a"], "b"), (["b"], "c"), (["a"], "d"))
     pairs = [
@@ -120,17 +138,17 @@ def test_label_smoothing_spreads_eps_over_the_targets_level(model_and_tokenizer,
     data = tokenize_pairs(tokenizer, pairs, 64)
     ids, mask, labels = _batch(data, 0)
     levels = sid_token_ids(tokenizer, SIDMAP)
-    table = levels if sid_softmax else None
+    tables = _loss_tables(levels, softmax)
     eps = 0.3
     with torch.no_grad():
-        got = completion_loss(model, ids, mask, labels, table, smoothing=(levels, eps))
-        plain = completion_loss(model, ids, mask, labels, table)
+        got = completion_loss(model, ids, mask, labels, smoothing=(levels, eps), **tables)
+        plain = completion_loss(model, ids, mask, labels, **tables)
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
     losses = []
     for r, (_, completion) in enumerate(pairs):
         n = int(mask[r].sum())
         for j, token in enumerate(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(completion))):
-            support = levels[j][levels[j] >= 0] if sid_softmax else torch.arange(logits.shape[-1])
+            support = _support(levels, j, softmax, logits.shape[-1])
             logp = torch.log_softmax(logits[r, n - 3 + j - 1, support], -1)
             index = {int(t): k for k, t in enumerate(support)}
             codes = torch.tensor([index[int(t)] for t in levels[j] if t >= 0])  # the level's codes in `support`

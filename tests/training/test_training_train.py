@@ -13,6 +13,7 @@ from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.runtime.backbone import DeviceError, load_backbone, resolve_device
+from components.runtime.beam import softmax_kind
 from components.runtime.language import format_prompt, sid_of, sid_token_ids
 from components.runtime.recommender import Recommender
 from components.runtime.transitions import TransitionTable
@@ -22,7 +23,7 @@ from components.training.examples import build_training_texts
 from components.training.train import (
     _batch,
     _past_patience,
-    _sid_level_loss,
+    _sid_loss,
     tokenize_pairs,
     train_causal_lm,
     train_model,
@@ -124,7 +125,7 @@ def test_train_model_writes_a_loadable_model(world, tmp_path):
     assert table == TransitionTable.from_examples(train["history"], train["target"]) and table.examples == len(train)
 
 
-def test_sid_level_loss_is_cross_entropy_over_the_target_level(world):
+def test_sid_loss_is_cross_entropy_over_the_target_level(world):
     cfg, _, _, sidmap, _ = world
     model, tokenizer = load_backbone(cfg.model)
     add_sid_tokens(model, tokenizer, sidmap)
@@ -141,16 +142,18 @@ def test_sid_level_loss_is_cross_entropy_over_the_target_level(world):
         torch.nn.functional.cross_entropy(head(hidden[3:4]), torch.tensor([text_token])),  # text: full vocabulary
         torch.nn.functional.cross_entropy(hidden[4:5] @ head.weight[table[0]].T, torch.tensor([5])),
     ]
-    got = _sid_level_loss(head, hidden, target, table)  # summed: the trainer divides by the token count
+    got = _sid_loss(head, hidden, target, table)  # summed: the trainer divides by the token count
     torch.testing.assert_close(got, torch.stack(expected).sum())
 
 
-def test_sid_softmax_model_records_how_to_decode(world, tmp_path):
+@pytest.mark.parametrize("flag, recorded", [("sid_softmax", "sid_level_softmax"), ("sid_vocab_softmax", None)])
+def test_sid_softmax_model_records_how_to_decode(world, tmp_path, flag, recorded):
     cfg, catalog, _, sidmap, splits = world
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"sid_softmax": True})})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={flag: True})})
     path = train_model(cfg, sidmap, catalog, splits["train"], None, tmp_path / "model")
     model = Recommender.from_pretrained(path).models[0]
-    assert model.config.sid_level_softmax is True
+    assert getattr(model.config, recorded or flag) is True
+    assert softmax_kind(model) == {"sid_softmax": "sid_level", "sid_vocab_softmax": "sid_vocab"}[flag]
     losses = [h["loss"] for h in json.loads((path / "history.json").read_text()) if "loss" in h]
     assert losses[-1] < losses[0]
 

@@ -35,19 +35,19 @@ from components.runtime.recommender import Recommender
 Scorer = Callable[..., torch.Tensor]
 
 
-_SERVED_LEVEL = beam._level_logprobs
+_SERVED_LEVEL = beam.level_logprobs
 
 
 def _mean_logprob(members, hiddens, trie, level: int) -> torch.Tensor:
     """In place of runtime.beam._members_logprobs: the members' mean log-probability."""
-    logps = [_SERVED_LEVEL(m.head, h, trie, level, m.level_softmax) for m, h in zip(members, hiddens, strict=True)]
+    logps = [_SERVED_LEVEL(m.head, h, trie, level, m.softmax) for m, h in zip(members, hiddens, strict=True)]
     return torch.stack(logps).mean(dim=0)
 
 
-def _level_norm(head, hidden: torch.Tensor, trie, level: int, level_softmax: bool) -> torch.Tensor:
-    """In place of runtime.beam._level_logprobs: one member's log-probabilities renormalised over the level's
+def _level_norm(head, hidden: torch.Tensor, trie, level: int, softmax: str = "vocab") -> torch.Tensor:
+    """In place of runtime.beam.level_logprobs: one member's log-probabilities renormalised over the level's
     codes (the members are then combined as served)."""
-    logp = _SERVED_LEVEL(head, hidden, trie, level, level_softmax)
+    logp = _SERVED_LEVEL(head, hidden, trie, level, softmax)
     width = trie.level_sizes[level]
     normed = torch.full_like(logp, beam.NEG_INF)
     normed[:, :width] = torch.log_softmax(logp[:, :width], dim=-1)
@@ -58,7 +58,7 @@ def _level_norm(head, hidden: torch.Tensor, trie, level: int, level_softmax: boo
 VARIANTS: dict[str, dict[str, Scorer]] = {
     "served": {},
     "mean_logprob": {"_members_logprobs": _mean_logprob},
-    "level_norm": {"_level_logprobs": _level_norm},
+    "level_norm": {"level_logprobs": _level_norm},
 }
 
 

@@ -31,11 +31,11 @@ def _pair(tiny_sid_model, other_seed) -> Recommender:
 def test_served_variant_is_the_product_and_every_variant_is_restored(tiny_sid_model, other_seed):
     recommender = _pair(tiny_sid_model, other_seed)
     examples = _examples(tiny_sid_model[2])
-    served = (beam._members_logprobs, beam._level_logprobs)
+    served = (beam._members_logprobs, beam.level_logprobs)
     expected = score_recommender(recommender, examples, [1, 5, 10], 4)
     for variant in VARIANTS:
         got = score_variant(recommender, examples, [1, 5, 10], 4, variant)
-        assert (beam._members_logprobs, beam._level_logprobs) == served
+        assert (beam._members_logprobs, beam.level_logprobs) == served
         if variant == "served":
             assert {k: got[k] for k in ("HR@10", "NDCG@10", "HR@1")} == {
                 k: expected[k] for k in ("HR@10", "NDCG@10", "HR@1")

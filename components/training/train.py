@@ -26,6 +26,7 @@ from components.config import Config, TrainConfig
 from components.logs import progress
 from components.metrics import hit_rate_ndcg
 from components.runtime.backbone import decoder_and_head, load_backbone, neutral_generation_config, token_logits
+from components.runtime.beam import softmax_kind
 from components.runtime.context import contexts_of
 from components.runtime.language import sid_token_ids
 from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, TITLES_FILE, Recommender
@@ -122,7 +123,7 @@ def completion_loss(
     reduction: str = "mean",
     soft: tuple[torch.Tensor, torch.Tensor] | None = None,
     smoothing: tuple[torch.Tensor, float] | None = None,
-    sid_vocab_table: torch.Tensor | None = None,
+    across_levels: bool = False,
 ) -> torch.Tensor:
     """Next-token cross-entropy over completion tokens only (output layer at those positions only): their mean,
     or with reduction "sum" their sum (what a distributed step divides by the global token count).
@@ -134,9 +135,9 @@ def completion_loss(
     With `smoothing` (the SID token table, eps) a SID target keeps 1 - eps of its target and spreads eps evenly
     over its own level's codes (label smoothing inside the level: the beam ranks codes of one level against each
     other, so that is where a flatter target acts; other targets are unchanged).
-    With `sid_vocab_table` (the same table; exclusive with `sid_table`) a SID target is scored against all SID
-    tokens of every level (train.sid_vocab_softmax): the full softmax's competition among SID tokens without the
-    ~48k text rows of the output layer, which no SID target needs.
+    With `sid_table` and `across_levels` a SID target is scored against all SID tokens of every level instead
+    (train.sid_vocab_softmax): the full softmax's competition among SID tokens without the ~48k text rows of the
+    output layer, which no SID target needs.
     """
     base, head = decoder_and_head(model)
     hidden = base(input_ids=input_ids, attention_mask=mask).last_hidden_state
@@ -146,7 +147,7 @@ def completion_loss(
     soft_ids = soft_w = None
     if soft is not None:
         soft_ids, soft_w = (t[:, 1:][select] for t in soft)
-    if sid_table is None and sid_vocab_table is None:
+    if sid_table is None:
         if soft_ids is None and smoothing is None:
             return torch.nn.functional.cross_entropy(head(hidden).float(), target, reduction=reduction)
         logp = torch.log_softmax(head(hidden).float(), -1)
@@ -155,9 +156,7 @@ def completion_loss(
             nll = _smoothed(nll, logp, target, *smoothing)
         return nll.sum() if reduction == "sum" else nll.mean()
     eps = smoothing[1] if smoothing is not None else 0.0
-    across = sid_vocab_table is not None
-    table = sid_vocab_table if across else sid_table
-    total = _sid_loss(head, hidden, target, table, soft_ids, soft_w, eps, across_levels=across)
+    total = _sid_loss(head, hidden, target, sid_table, soft_ids, soft_w, eps, across_levels)
     return total if reduction == "sum" else total / max(int(target.numel()), 1)
 
 
@@ -192,11 +191,11 @@ class CompletionLoss(torch.nn.Module):
         model,
         sid_table: torch.Tensor | None,
         smoothing: tuple[torch.Tensor, float] | None = None,
-        sid_vocab_table: torch.Tensor | None = None,
+        across_levels: bool = False,
     ) -> None:
         super().__init__()
         self.model, self.sid_table, self.smoothing = model, sid_table, smoothing
-        self.sid_vocab_table = sid_vocab_table
+        self.across_levels = across_levels
 
     def forward(self, input_ids, mask, labels, reduction: str = "mean", soft=None) -> torch.Tensor:
         return completion_loss(
@@ -208,7 +207,7 @@ class CompletionLoss(torch.nn.Module):
             reduction,
             soft,
             self.smoothing,
-            sid_vocab_table=self.sid_vocab_table,
+            across_levels=self.across_levels,
         )
 
 
@@ -349,7 +348,8 @@ def train_causal_lm(
     valid_fn(model) -> score (higher is better) runs after each epoch; the best epoch's weights are kept. With
     cfg.ema_decay both are the weights' moving average, not the live weights.
     sid_ids (language.sid_token_ids) is the SID token table: with cfg.sid_softmax SID targets use the SID-level
-    softmax over it, with cfg.label_smoothing > 0 (which requires it) the smoothing spreads over its levels.
+    softmax over it, with cfg.sid_vocab_softmax the softmax over all its tokens, with cfg.label_smoothing > 0
+    (which requires it) the smoothing spreads over its levels.
     soft_targets ({(prompt, completion): one {token: weight} per completion token}, training.examples.
     count_soft_targets) move those weights of an example's target onto those tokens (TrainConfig.count_distill).
     Only the parameters that require grad when training starts are trained (a LoRA model's adapters and new SID
@@ -382,8 +382,7 @@ def _train(
     ctx, device = distributed.init(cfg.device)
     model.to(device)
     sid_ids = sid_ids.to(device) if sid_ids is not None else None
-    sid_table = sid_ids if cfg.sid_softmax else None
-    sid_vocab_table = sid_ids if cfg.sid_vocab_softmax else None
+    sid_table = sid_ids if cfg.sid_softmax or cfg.sid_vocab_softmax else None
     if cfg.sid_vocab_softmax and sid_ids is None:
         raise ValueError("train.sid_vocab_softmax needs the SID token table (sid_ids) to normalise over")
     data = tokenize_pairs(tokenizer, examples, max_length)
@@ -417,7 +416,7 @@ def _train(
         if sid_ids is None:
             raise ValueError("train.label_smoothing needs the SID token table (sid_ids) to smooth over")
         smoothing = (sid_ids, cfg.label_smoothing)
-    loss_module = CompletionLoss(model, sid_table, smoothing, sid_vocab_table)
+    loss_module = CompletionLoss(model, sid_table, smoothing, cfg.sid_vocab_softmax)
     ddp = loss_module
     sharded = ctx.distributed and cfg.sharding == "fsdp"
     if sharded:  # -- train.sharding: fsdp (FSDP2, training.distributed.shard) ---------------------------------
@@ -610,8 +609,8 @@ def train_model(
             update={
                 "train": cfg.train.model_copy(
                     update={
-                        "sid_softmax": bool(getattr(model.config, "sid_level_softmax", False)),
-                        "sid_vocab_softmax": bool(getattr(model.config, "sid_vocab_softmax", False)),
+                        "sid_softmax": softmax_kind(model) == "sid_level",
+                        "sid_vocab_softmax": softmax_kind(model) == "sid_vocab",
                     }
                 )
             }

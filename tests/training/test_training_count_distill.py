@@ -72,11 +72,8 @@ def model_and_tokenizer():
 
 
 def _loss_tables(levels: torch.Tensor, softmax: str) -> dict:
-    """completion_loss's table arguments for a softmax kind."""
-    return {
-        "sid_table": levels if softmax == "sid_level" else None,
-        "sid_vocab_table": levels if softmax == "sid_vocab" else None,
-    }
+    """completion_loss's SID table arguments for a softmax kind."""
+    return {"sid_table": None if softmax == "vocab" else levels, "across_levels": softmax == "sid_vocab"}
 
 
 def _support(levels: torch.Tensor, level: int, softmax: str, vocab_size: int) -> torch.Tensor:

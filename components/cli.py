@@ -31,6 +31,9 @@ class _App(typer.Typer):
     """The sidrec Typer; called as the console script, it prints expected errors as one line (module docstring)."""
 
     def __call__(self, *args, **kwargs):
+        from pydantic import ValidationError
+
+        from components.config import CONFIG_NOTE
         from components.errors import SidrecError
 
         try:
@@ -39,6 +42,15 @@ class _App(typer.Typer):
             if os.environ.get("SIDREC_DEBUG"):
                 raise
             typer.secho(f"error: {exc}".splitlines()[0], fg="red", err=True)
+            sys.exit(2)
+        except ValidationError as exc:  # a deployment file load_config refused: as expected as a SidrecError
+            source = next((n for n in getattr(exc, "__notes__", []) if n.startswith(CONFIG_NOTE)), None)
+            if source is None or os.environ.get("SIDREC_DEBUG"):
+                raise
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            typer.secho(f"error: {source}: {where}: {first['msg']}{more}; fix that setting", fg="red", err=True)
             sys.exit(2)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PROJECT_ROOT = Path(os.environ.get("SIDREC_ROOT", Path(__file__).resolve().parents[1]))
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
@@ -339,7 +339,14 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict | No
         raise FileNotFoundError(f"config file not found: {path}")
     if overrides:
         raw = deep_merge(raw, overrides)
-    return Config.model_validate(raw)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:  # the CLI prints it as one line naming the file (components.cli)
+        exc.add_note(f"{CONFIG_NOTE}{path}{' with overrides' if overrides else ''}")
+        raise
+
+
+CONFIG_NOTE = "config: "  # the note load_config adds to a ValidationError: which deployment file failed
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

@@ -35,3 +35,17 @@ def test_config_allows_one_sid_softmax_at_most():
     both = {"train": {"sid_softmax": True, "sid_vocab_softmax": True}}
     with pytest.raises(pydantic.ValidationError, match="exclude each other"):
         load_config(None, overrides=both)
+
+
+def test_a_refused_config_prints_one_line_naming_the_file_and_setting(tmp_path, capsys, monkeypatch):
+    import pytest
+
+    monkeypatch.delenv("SIDREC_DEBUG", raising=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  sid_softmax: true\n  sid_vocab_softmax: true\n")
+    with pytest.raises(SystemExit) as exit_:
+        app(["benchmark", "--config", str(bad), "--out", str(tmp_path / "out")], prog_name="sidrec")
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: config: {bad}: train: ")
+    assert "exclude each other" in lines[0] and "Traceback" not in lines[0]

@@ -15,6 +15,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from components.errors import SidrecError
+
 PROJECT_ROOT = Path(os.environ.get("SIDREC_ROOT", Path(__file__).resolve().parents[1]))
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
 
@@ -333,10 +335,12 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict | No
     path = path or os.environ.get("SIDREC_CONFIG") or DEFAULT_CONFIG
     raw: dict = {}
     if path and Path(path).exists():
-        with open(path) as f:
-            raw = yaml.safe_load(f) or {}
+        raw = _read_yaml(Path(path))
     elif path != DEFAULT_CONFIG:
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise ConfigError(
+            f"config file not found: {path} (cwd {Path.cwd()}); pass an existing YAML with --config, or unset "
+            "SIDREC_CONFIG to use configs/local.yaml"
+        )
     if overrides:
         raw = deep_merge(raw, overrides)
     try:
@@ -347,6 +351,31 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict | No
 
 
 CONFIG_NOTE = "config: "  # the note load_config adds to a ValidationError: which deployment file failed
+
+
+class ConfigError(SidrecError, FileNotFoundError):
+    """A deployment file that is missing or not a YAML mapping (a FileNotFoundError too, as before, for callers
+    that caught that)."""
+
+
+def _read_yaml(path: Path) -> dict:
+    """The YAML mapping in `path`; an unreadable file is an expected error naming the file and the line."""
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path}{where}: not valid YAML ({problem}); fix the file") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file {path}: its top level is a {type(raw).__name__}, not a mapping of sections "
+            "(data:, sids:, model:, train: ...); fix the file"
+        )
+    return raw
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

@@ -49,3 +49,26 @@ def test_a_refused_config_prints_one_line_naming_the_file_and_setting(tmp_path, 
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: config: {bad}: train: ")
     assert "exclude each other" in lines[0] and "Traceback" not in lines[0]
+
+
+def test_a_missing_or_malformed_config_prints_one_line(tmp_path, capsys, monkeypatch):
+    import pytest
+
+    from components.config import ConfigError, load_config
+
+    monkeypatch.delenv("SIDREC_DEBUG", raising=False)
+    missing = tmp_path / "nope.yaml"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  lr: 0.1\n  - seed\n")
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- train\n- sids\n")
+    for path, expected in [(missing, "not found"), (broken, "line 3: not valid YAML"), (listed, "not a mapping")]:
+        with pytest.raises(ConfigError, match=expected):
+            load_config(path)
+        with pytest.raises(SystemExit) as exit_:
+            app(["benchmark", "--config", str(path), "--out", str(tmp_path / "out")], prog_name="sidrec")
+        assert exit_.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], lines
+    with pytest.raises(FileNotFoundError):  # what callers caught before
+        load_config(missing)

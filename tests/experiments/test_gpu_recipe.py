@@ -49,4 +49,6 @@ def test_the_recipe_selects_a_variant_on_valid_and_scores_it_once_on_test(tmp_pa
     assert titled["train"]["label_smoothing"] == 0.1 and titled["train"]["max_steps"] == 4
     assert (tmp_path / "out" / "select" / "titles_in_prompt" / "titles.json").exists()
     assert not (tmp_path / "out" / "select" / "lr1e-3" / "titles.json").exists()
+    vocab = json.loads((tmp_path / "out" / "select" / "titles_in_prompt_sv" / "sidrec_model.json").read_text())
+    assert vocab["train"]["sid_vocab_softmax"] and not vocab["train"]["sid_softmax"]
     assert "**test**" in (tmp_path / "out" / "table.md").read_text()

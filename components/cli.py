@@ -94,13 +94,25 @@ def benchmark(
     out: str = typer.Option("runs/benchmark", help="Where table.md and metrics.json go."),
     valid_only: bool = typer.Option(False, help="Only the valid half (selection): no retrain, no test reading."),
     overrides: str = typer.Option(None, help='JSON merged into the config, e.g. \'{"train": {"epochs": 3}}\'.'),
+    sid_maps: str = typer.Option(
+        None,
+        help="Reuse an earlier run's SID maps (DIR/train, DIR/final), e.g. docs/results/benchmark/sid_maps, the "
+        "headline's: maps differ across machines, so numbers then compare with the headline's.",
+    ),
 ) -> None:
     """Train and score the generative model and every baseline on a dataset's splits; write a table."""
     import json
+    from pathlib import Path
 
     from experiments.benchmark import run_benchmark  # the CLI's one link to the experiment side
 
-    run_benchmark(config, out, valid_only=valid_only, overrides=json.loads(overrides) if overrides else None)
+    run_benchmark(
+        config,
+        out,
+        valid_only=valid_only,
+        overrides=json.loads(overrides) if overrides else None,
+        sid_maps=Path(sid_maps) if sid_maps else None,
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from components.runtime.candidates import sid_codes
 from components.runtime.recommender import Recommender, model_info
 from components.runtime.transitions import TransitionTable
 from components.sids.build import build_sids, embedding_config_hash
-from components.sids.sidmap import SidMap
+from components.sids.sidmap import SidMap, SidMapError
 from components.training.align import RECORD_FILE as ALIGN_RECORD_FILE
 from components.training.align import align_model
 from components.training.train import train_model
@@ -94,29 +94,51 @@ def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Pat
 
 
 def copy_prebuilt_sid_map(cfg: Config, prebuilt: Path, target: Path) -> SidMap:
-    """A SID map built elsewhere, copied to `target` (kept if already there) once its record shows it was built
-    with cfg.sids' settings. Why: a run on another machine (a lent GPU) then decodes on the very maps of the CPU
-    headline, and needs neither the text encoder nor the quantizer; a map of other settings would silently
-    score another model."""
+    """A SID map built elsewhere, copied to `target` once its record shows it was built with cfg.sids' settings
+    (a copy of the same map already there is kept; one of another map is replaced). Why: the text encoder's and
+    the quantizer's floating point differ across CPUs, so two machines build different maps from the same data and
+    settings, and a lever's score moves with the map; with the headline's committed maps
+    (docs/results/benchmark/sid_maps) a run on another machine (or a lent GPU) decodes on the very maps of the
+    headline and needs neither the encoder nor the quantizer. A map of other settings would silently score another
+    model, so it is refused."""
     import shutil
 
     record = Path(prebuilt) / "metrics.json"
-    if not record.exists():
-        raise FileNotFoundError(f"{prebuilt}: not a SID map (no metrics.json); build one with `sidrec sids build`")
+    if not record.exists() or not (Path(prebuilt) / "sid_map.json").exists():
+        raise SidMapError(
+            f"{prebuilt}: not a SID map (no metrics.json or sid_map.json); pass a map directory built by "
+            "`sidrec sids build` or a benchmark run (its sid_map / model_final_sid_map)"
+        )
     built_with = json.loads(record.read_text()).get("embedding_config_hash")
     if built_with != embedding_config_hash(cfg.sids):
-        raise ValueError(
+        raise SidMapError(
             f"{prebuilt}: built with SID settings {built_with}, the config's are {embedding_config_hash(cfg.sids)}: "
             f"pass a map built with this config's sids section"
         )
-    if not (Path(target) / "metrics.json").exists():
+    version = SidMap.load(prebuilt).version
+    here = Path(target) / "sid_map.json"
+    if not here.exists() or json.loads(here.read_text()).get("version") != version:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(prebuilt, target)
     return SidMap.load(target)
 
 
-def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, overrides: dict | None = None) -> dict:
-    """Build SIDs, score baselines and the generative model on valid (and test); write table.md + metrics.json."""
+SID_MAPS_LAYOUT = {"train": "sid_map", "final": "model_final_sid_map"}  # --sid-maps DIR/<key> -> out_dir/<name>
+
+
+def run_benchmark(
+    config_path: str | None,
+    out: str,
+    valid_only: bool = False,
+    overrides: dict | None = None,
+    sid_maps: Path | None = None,
+) -> dict:
+    """Build SIDs, score baselines and the generative model on valid (and test); write table.md + metrics.json.
+
+    `sid_maps`: a folder with the two maps of an earlier run, train/ (built on the train-period events) and
+    final/ (train + valid), used instead of building them (copy_prebuilt_sid_map), e.g. the committed headline's
+    docs/results/benchmark/sid_maps: numbers from another machine then compare with the headline's.
+    """
     started = time.perf_counter()
     cfg = load_config(config_path or Path(__file__).resolve().parents[1] / "configs" / "benchmark.yaml", overrides)
     bench = settings(cfg)
@@ -125,7 +147,10 @@ def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, o
     splits = load_splits(cfg.path(cfg.data.splits_dir))
     catalog = read_catalog_for(cfg)
     events = read_events_for(cfg)
-    sidmap = build_sids(catalog, fit_period_events(events, "valid"), cfg.sids, out_dir / "sid_map")
+    if sid_maps is not None:
+        sidmap = copy_prebuilt_sid_map(cfg, Path(sid_maps) / "train", out_dir / SID_MAPS_LAYOUT["train"])
+    else:
+        sidmap = build_sids(catalog, fit_period_events(events, "valid"), cfg.sids, out_dir / "sid_map")
     ids = catalog["item_id"].astype(str).tolist()
     ks = cfg.eval.ks
     scored = ("valid",) if valid_only else ("valid", "test")
@@ -134,7 +159,8 @@ def run_benchmark(config_path: str | None, out: str, valid_only: bool = False, o
         ranker = score_ranker({s: fit_split(splits, s) for s in scored}, splits, ks)
         for split in scored:
             results[split][RANKER_BASELINE] = ranker[split]
-    generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir, valid_only)
+    final_map = Path(sid_maps) / "final" if sid_maps is not None else None
+    generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir, valid_only, final_map)
     backbone = cfg.model.backbone + (" + preference alignment" if cfg.align.enabled else "")
     rows: dict[str, tuple[str, str]] = {}  # row name -> (key suffix in `generative`, kind)
     if "valid_one_model" in generative:
@@ -376,6 +402,7 @@ def benchmark_generative(
     splits: dict[str, pd.DataFrame],
     out_dir: Path,
     valid_only: bool = False,
+    final_sid_map: Path | None = None,
 ) -> dict:
     """The generative model under the benchmark protocol: epochs picked on valid, retrained on train + valid, test.
 
@@ -384,6 +411,7 @@ def benchmark_generative(
     "valid_ensemble" / "test_ensemble" for benchmark.ensemble_size > 1, "valid_blend" / "test_blend" /
     "blend_weight" for benchmark.blend_transitions and "valid_rerank" / "test_rerank" for benchmark.rerank (both
     start from the ensemble when there is one). valid_only: the valid entries only (no retrain, no test).
+    final_sid_map: a prebuilt train + valid map for the retrain (final_test's prebuilt_sid_map).
     """
     bench = settings(cfg)
     runs = selection_runs(cfg, out_dir / "model_train")
@@ -413,7 +441,14 @@ def benchmark_generative(
     if not valid_only:
         out.update(
             final_test(
-                cfg, catalog, splits, epochs, out_dir / "model_final", keep_candidates=True, align_epochs=align_epochs
+                cfg,
+                catalog,
+                splits,
+                epochs,
+                out_dir / "model_final",
+                keep_candidates=True,
+                prebuilt_sid_map=final_sid_map,
+                align_epochs=align_epochs,
             )
         )
         test_candidates = out.pop("test_candidates")

@@ -1,6 +1,6 @@
 """Pack the GPU recipe for a lent GPU machine, which reaches no package registry and takes at most 64 MiB a call.
 
-    python -m experiments.gpu_bundle              # here, after `make setup` and a CPU benchmark run
+    python -m experiments.gpu_bundle              # here, after `make setup`
     python -m experiments.gpu_bundle --unpack     # there: joins the pieces, checks them (experiments/gpu_recipe.sh)
 
 Packs into .gpu/part1 .. .gpu/partN (each under the per-call limit) and writes .gpu/CALLS.md, the device calls
@@ -196,9 +196,11 @@ def unpack(bundle: Path, site: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # the CPU headline's maps (`sidrec benchmark --out runs/benchmark`): its valid stage's and its test stage's
-    parser.add_argument("--train-map", type=Path, default=ROOT / "runs" / "benchmark" / "sid_map")
-    parser.add_argument("--test-map", type=Path, default=ROOT / "runs" / "benchmark" / "model_final_sid_map")
+    # the committed CPU headline's maps (docs/results/benchmark/sid_maps): its valid stage's and its test stage's;
+    # another run's are its out dir's sid_map and model_final_sid_map
+    maps = ROOT / "docs" / "results" / "benchmark" / "sid_maps"
+    parser.add_argument("--train-map", type=Path, default=maps / "train")
+    parser.add_argument("--test-map", type=Path, default=maps / "final")
     parser.add_argument("--unpack", action="store_true", help="on the GPU machine: put the GGUF together")
     parser.add_argument("--site", type=Path, default=Path("/tmp/sidrec-site"))
     args = parser.parse_args()

@@ -32,6 +32,13 @@ def main() -> None:
     parser.add_argument("--config", default=str(PROJECT_ROOT / "configs" / "benchmark.yaml"))
     parser.add_argument("--out", default=str(PROJECT_ROOT / "runs" / "select"))
     parser.add_argument("--valid-limit", type=int, default=None, help="score only the first N valid rows")
+    parser.add_argument(
+        "--sid-map",
+        type=Path,
+        default=None,
+        help="train on this prebuilt map (e.g. docs/results/benchmark/sid_maps/train, the headline's) instead of "
+        "the one this machine builds: maps differ across machines",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
 
@@ -40,7 +47,7 @@ def main() -> None:
     root = Path(args.out)
     splits = load_splits(cfg.path(cfg.data.splits_dir))
     catalog = read_catalog_for(cfg)
-    sid_dir = cached_sid_map(cfg, root)  # shared by every run with the same SID settings
+    sid_dir = cached_sid_map(cfg, root, args.sid_map)  # shared by every run with the same SID settings
     t0 = time.perf_counter()
     sidmap = SidMap.load(sid_dir)
     model_dir = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], root / args.name)

@@ -37,3 +37,18 @@ def test_readme_table_is_the_committed_run():
     kinds = {run["meta"]["row_kinds"][name] for name in rows}
     assert {"generative only", "generative + learnt ranker", "baseline"} <= kinds
     assert len(run["meta"]["config"]["train"]) and not run["meta"]["valid_only"]
+
+
+def test_the_committed_run_ships_its_sid_maps():
+    """docs/results/benchmark/sid_maps holds the two maps the run trained and scored on (maps differ across
+    machines; `sidrec benchmark --sid-maps docs/results/benchmark/sid_maps` reruns on them)."""
+    from components.sids.sidmap import SidMap
+
+    meta = json.loads(RUN.read_text())["meta"]
+    maps = RUN.parent / "sid_maps"
+    for stage, key in (("train", "sid_map"), ("final", "sid_map_test")):
+        sidmap = SidMap.load(maps / stage)
+        assert sidmap.version == meta[key]["version"], f"{maps / stage}: {sidmap.version} vs the run's {key}"
+        assert sidmap.codebooks is not None  # train.sid_init: codebook starts the SID rows from them
+        record = json.loads((maps / stage / "metrics.json").read_text())
+        assert record["embedding_config_hash"] == meta[key]["embedding_config_hash"]

@@ -199,6 +199,7 @@ def test_a_prebuilt_sid_map_is_used_only_when_built_with_the_configs_settings(tm
     from components.config import load_config
     from components.data.synthetic import generate_synthetic
     from components.sids.build import build_sids
+    from components.sids.sidmap import SidMapError
     from experiments.benchmark import copy_prebuilt_sid_map
 
     catalog, events = generate_synthetic(n_items=40, n_users=30, seed=1)
@@ -207,10 +208,19 @@ def test_a_prebuilt_sid_map_is_used_only_when_built_with_the_configs_settings(tm
     copied = copy_prebuilt_sid_map(load_config(None, {"sids": sids}), tmp_path / "elsewhere", tmp_path / "here")
     assert copied.version == built.version and (tmp_path / "here" / "metrics.json").exists()
     other = load_config(None, {"sids": {**sids, "codebook_size": 16}})
-    with pytest.raises(ValueError, match="built with SID settings"):
+    with pytest.raises(SidMapError, match="built with SID settings"):
         copy_prebuilt_sid_map(other, tmp_path / "elsewhere", tmp_path / "there")
-    with pytest.raises(FileNotFoundError, match="not a SID map"):
+    with pytest.raises(SidMapError, match="not a SID map"):
         copy_prebuilt_sid_map(other, tmp_path, tmp_path / "there")
+    # a copy of another map at the target (an earlier run's, another machine's) is replaced, the same one kept
+    rebuilt = build_sids(catalog, events.head(len(events) // 2), load_config(None, {"sids": sids}).sids, tmp_path / "o")
+    assert rebuilt.version != built.version
+    assert copy_prebuilt_sid_map(load_config(None, {"sids": sids}), tmp_path / "o", tmp_path / "here").version == (
+        rebuilt.version
+    )
+    stamp = (tmp_path / "here" / "sid_map.json").stat().st_mtime_ns
+    copy_prebuilt_sid_map(load_config(None, {"sids": sids}), tmp_path / "o", tmp_path / "here")
+    assert (tmp_path / "here" / "sid_map.json").stat().st_mtime_ns == stamp
 
 
 def test_an_alignment_is_reused_only_for_the_same_settings_and_the_same_supervised_model(tmp_path):
@@ -231,3 +241,28 @@ def test_an_alignment_is_reused_only_for_the_same_settings_and_the_same_supervis
     assert not is_aligned(load_config(None, {"align": {"epochs": 3}}), supervised, aligned)  # other settings
     _model_dir(supervised, [], steps=12, train_seconds=6.0)  # the supervised model was trained again in place
     assert not is_aligned(cfg, supervised, aligned)
+
+
+def test_a_run_on_prebuilt_maps_trains_and_scores_on_them_not_on_rebuilt_ones(tmp_path, tiny_benchmark):
+    """`sidrec benchmark --sid-maps DIR`: both stages use DIR's maps (maps differ across machines, so this is how
+    another machine reproduces the headline's); here they are built from other events, so a rebuild would differ."""
+    from components.config import load_config
+    from components.data.synthetic import generate_synthetic
+    from components.sids.build import build_sids
+    from experiments.benchmark import run_benchmark
+
+    train_settings = {"epochs": 1, "max_steps": 2, "sid_vocab_softmax": True}
+    bench = {"ensemble_size": 1, "blend_transitions": False, "rerank": False}
+    config = tiny_benchmark(50, 60, 2, {"train": train_settings, "eval": {"max_examples": 8}, "benchmark": bench})
+    catalog, events = generate_synthetic(n_items=50, n_users=60, seed=2)  # what tiny_benchmark wrote
+    sids = load_config(config).sids
+    maps = tmp_path / "maps"
+    train = build_sids(catalog, events.iloc[::2], sids, maps / "train")
+    final = build_sids(catalog, events.iloc[1::2], sids, maps / "final")
+    assert train.version != final.version
+
+    results = run_benchmark(str(config), str(tmp_path / "out"), sid_maps=maps)
+    assert results["meta"]["sid_map"]["version"] == train.version
+    assert results["meta"]["sid_map_test"]["version"] == final.version
+    record = json.loads((tmp_path / "out" / "model_final" / "sidrec_model.json").read_text())
+    assert record["sid_version"] == final.version

@@ -6,33 +6,11 @@ from __future__ import annotations
 
 import json
 
-import yaml
-
-from components.data.readers import write_table
-from components.data.splits import examples_from_events
-from components.data.synthetic import generate_synthetic
 from experiments.gpu_benchmark import RECIPE, SMOKE, run_recipe
 
 
-def test_the_recipe_selects_a_variant_on_valid_and_scores_it_once_on_test(tmp_path):
-    catalog, events = generate_synthetic(n_items=60, n_users=80, seed=4)
-    write_table(catalog, tmp_path / "catalog.jsonl.gz")
-    events.to_csv(tmp_path / "events.csv", index=False)
-    for name, frame in examples_from_events(events, 5).items():
-        frame.drop(columns="event_timestamp").to_json(tmp_path / f"{name}.jsonl", orient="records", lines=True)
-    config = {
-        "run_root": str(tmp_path / "runs"),
-        "data": {
-            "catalog_uri": str(tmp_path / "catalog.jsonl.gz"),
-            "events_uri": str(tmp_path / "events.csv"),
-            "splits_dir": str(tmp_path),
-        },
-        "sids": {"codebook_size": 8, "content_encoder": "hashing", "collab_dim": 8},
-        "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-        "train": {"batch_size": 16, "sid_softmax": True, "warmup_epochs": 0.0},
-        "serving": {"beam_size": 5},
-    }
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(config))
+def test_the_recipe_selects_a_variant_on_valid_and_scores_it_once_on_test(tmp_path, tiny_benchmark):
+    tiny_benchmark(overrides={"train": {"sid_softmax": True}})
     summary = run_recipe(
         str(tmp_path / "cfg.yaml"), RECIPE, tmp_path / "out", overrides=SMOKE, valid_limit=16, test_limit=16
     )

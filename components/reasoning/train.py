@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from components.config import Config
-from components.runtime.language import THINK_TOKENS, format_prompt, reasoning_answer, sid_of
+from components.runtime.language import THINK_TOKENS, format_prompt, reasoning_answer, sid_of, sid_token_ids
 from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender
 from components.training.examples import next_item_examples
 from components.training.train import train_causal_lm
@@ -37,7 +37,17 @@ def train_reasoning(
     direct = next_item_examples(rationales, sidmap)
     texts += direct[: int(len(direct) * direct_share)]
     out_dir = Path(out_dir)
-    stats = train_causal_lm(model, tokenizer, texts, cfg.train, out_dir / "work", max_length=cfg.model.max_length)
+    # the SID table, so that the answer's SID tokens are trained with the recommender's own softmax (SID-level or
+    # SID-vocabulary, label smoothing) and decode as its beam scores them; the rationale's words use the full vocabulary
+    stats = train_causal_lm(
+        model,
+        tokenizer,
+        texts,
+        cfg.train,
+        out_dir / "work",
+        max_length=cfg.model.max_length,
+        sid_ids=sid_token_ids(tokenizer, sidmap),
+    )
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

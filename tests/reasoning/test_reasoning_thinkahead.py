@@ -68,6 +68,25 @@ def test_reasoning_training_and_think_ahead(trained):
     assert set(by_user) == set(users.user_id) and all(len(p[0]) == 2 for p in by_user.values())
 
 
+@pytest.mark.parametrize("softmax", [{"sid_vocab_softmax": True, "label_smoothing": 0.1}, {"sid_softmax": True}])
+def test_a_recommender_trained_with_a_sid_softmax_learns_to_reason_with_it(trained, tmp_path, softmax):
+    """The reasoner's SID answer is trained with its recommender's softmax: before, a SID-vocabulary or a label-
+    smoothed recommender (the benchmark's settings) failed at reasoning training, for want of the SID table."""
+    cfg, catalog, splits, sidmap, _, _ = trained
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=softmax)})
+    base = train_model(cfg, sidmap, catalog, splits["train"], None, tmp_path / "model")
+    evidence = Evidence.from_data(catalog, splits["train"])
+    frame = build_rationales(splits["train"], evidence, limit=20)
+    reasoner = Recommender.from_pretrained(
+        train_reasoning(Recommender.from_pretrained(base), frame, cfg, tmp_path / "r")
+    )
+    users = splits["test"][["user_id", "history"]].head(3)
+    evidence.leave_one_out = False
+    table = think_ahead(reasoner, users, cfg.reasoning, evidence=evidence)
+    valid_prefixes = {encode_prefix(codes[:2]) for codes in sidmap.codes.tolist()}
+    assert len(table) == 3 and all(set(prefixes) <= valid_prefixes for prefixes in table.prefixes)
+
+
 def test_prefixes_stay_shorter_than_a_whole_sid():
     """2 codes for the usual 3-level map; a 2-level map stores 1-code prefixes (serving refuses whole SIDs)."""
     assert [prefix_levels(n) for n in (2, 3, 4)] == [1, 2, 2]

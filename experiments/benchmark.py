@@ -123,9 +123,6 @@ def copy_prebuilt_sid_map(cfg: Config, prebuilt: Path, target: Path) -> SidMap:
     return SidMap.load(target)
 
 
-SID_MAPS_LAYOUT = {"train": "sid_map", "final": "model_final_sid_map"}  # --sid-maps DIR/<key> -> out_dir/<name>
-
-
 def run_benchmark(
     config_path: str | None,
     out: str,
@@ -148,7 +145,7 @@ def run_benchmark(
     catalog = read_catalog_for(cfg)
     events = read_events_for(cfg)
     if sid_maps is not None:
-        sidmap = copy_prebuilt_sid_map(cfg, Path(sid_maps) / "train", out_dir / SID_MAPS_LAYOUT["train"])
+        sidmap = copy_prebuilt_sid_map(cfg, Path(sid_maps) / "train", out_dir / "sid_map")
     else:
         sidmap = build_sids(catalog, fit_period_events(events, "valid"), cfg.sids, out_dir / "sid_map")
     ids = catalog["item_id"].astype(str).tolist()

@@ -93,16 +93,9 @@ def cached_sid_map(cfg: Config, root: Path, prebuilt: Path | None = None) -> Pat
     return sid_dir
 
 
-def copy_prebuilt_sid_map(cfg: Config, prebuilt: Path, target: Path) -> SidMap:
-    """A SID map built elsewhere, copied to `target` once its record shows it was built with cfg.sids' settings
-    (a copy of the same map already there is kept; one of another map is replaced). Why: the text encoder's and
-    the quantizer's floating point differ across CPUs, so two machines build different maps from the same data and
-    settings, and a lever's score moves with the map; with the headline's committed maps
-    (docs/results/benchmark/sid_maps) a run on another machine (or a lent GPU) decodes on the very maps of the
-    headline and needs neither the encoder nor the quantizer. A map of other settings would silently score another
-    model, so it is refused."""
-    import shutil
-
+def check_prebuilt_sid_map(cfg: Config, prebuilt: Path) -> str:
+    """The version of the SID map in `prebuilt`, once its record shows it was built with cfg.sids' settings; a
+    missing or foreign map is a SidMapError naming the folder."""
     record = Path(prebuilt) / "metrics.json"
     if not record.exists() or not (Path(prebuilt) / "sid_map.json").exists():
         raise SidMapError(
@@ -115,7 +108,20 @@ def copy_prebuilt_sid_map(cfg: Config, prebuilt: Path, target: Path) -> SidMap:
             f"{prebuilt}: built with SID settings {built_with}, the config's are {embedding_config_hash(cfg.sids)}: "
             f"pass a map built with this config's sids section"
         )
-    version = SidMap.load(prebuilt).version
+    return SidMap.load(prebuilt).version
+
+
+def copy_prebuilt_sid_map(cfg: Config, prebuilt: Path, target: Path) -> SidMap:
+    """A SID map built elsewhere, copied to `target` once its record shows it was built with cfg.sids' settings
+    (a copy of the same map already there is kept; one of another map is replaced). Why: the text encoder's and
+    the quantizer's floating point differ across CPUs, so two machines build different maps from the same data and
+    settings, and a lever's score moves with the map; with the headline's committed maps
+    (docs/results/benchmark/sid_maps) a run on another machine (or a lent GPU) decodes on the very maps of the
+    headline and needs neither the encoder nor the quantizer. A map of other settings would silently score another
+    model, so it is refused."""
+    import shutil
+
+    version = check_prebuilt_sid_map(cfg, prebuilt)
     here = Path(target) / "sid_map.json"
     if not here.exists() or json.loads(here.read_text()).get("version") != version:
         shutil.rmtree(target, ignore_errors=True)
@@ -139,6 +145,9 @@ def run_benchmark(
     started = time.perf_counter()
     cfg = load_config(config_path or Path(__file__).resolve().parents[1] / "configs" / "benchmark.yaml", overrides)
     bench = settings(cfg)
+    if sid_maps is not None:  # both maps checked now: the final one is read only after the whole valid stage
+        for stage in ("train", *(() if valid_only else ("final",))):
+            check_prebuilt_sid_map(cfg, Path(sid_maps) / stage)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = load_splits(cfg.path(cfg.data.splits_dir))

@@ -249,6 +249,7 @@ def test_a_run_on_prebuilt_maps_trains_and_scores_on_them_not_on_rebuilt_ones(tm
     from components.config import load_config
     from components.data.synthetic import generate_synthetic
     from components.sids.build import build_sids
+    from components.sids.sidmap import SidMapError
     from experiments.benchmark import run_benchmark
 
     train_settings = {"epochs": 1, "max_steps": 2, "sid_vocab_softmax": True}
@@ -260,6 +261,13 @@ def test_a_run_on_prebuilt_maps_trains_and_scores_on_them_not_on_rebuilt_ones(tm
     train = build_sids(catalog, events.iloc[::2], sids, maps / "train")
     final = build_sids(catalog, events.iloc[1::2], sids, maps / "final")
     assert train.version != final.version
+
+    other = tmp_path / "other_maps"  # a foreign final map is refused before any training, not after the valid stage
+    build_sids(catalog, events, sids.model_copy(update={"codebook_size": 4}), other / "final")
+    (other / "train").symlink_to(maps / "train", target_is_directory=True)
+    with pytest.raises(SidMapError, match="built with SID settings"):
+        run_benchmark(str(config), str(tmp_path / "refused"), sid_maps=other)
+    assert not (tmp_path / "refused").exists()
 
     results = run_benchmark(str(config), str(tmp_path / "out"), sid_maps=maps)
     assert results["meta"]["sid_map"]["version"] == train.version

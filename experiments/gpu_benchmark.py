@@ -54,40 +54,13 @@ log = logging.getLogger("gpu_benchmark")
 # - "titles_in_prompt_sv": the same with the SID-vocabulary softmax instead of the SID-level one (a SID target
 #   normalised over the 768 SID tokens of all levels; on the CPU model it beat the full softmax by +0.007 / +0.006
 #   valid HR@10 / NDCG@10 on 2 seeds and the SID-level softmax was below the full one, docs/benchmark.md).
+TITLE_TASK: dict = {"train": {"lr": 0.001, "weight_sid_title": 0.3, "sid_init": "codebook", "label_smoothing": 0.1}}
+TITLES_IN_PROMPT = deep_merge(TITLE_TASK, {"model": {"max_length": 512}, "train": {"include_titles_in_history": True}})
 RECIPE: list[tuple[str, dict]] = [
     ("lr1e-3", {"train": {"lr": 0.001}}),
-    (
-        "title_task",
-        {"train": {"lr": 0.001, "weight_sid_title": 0.3, "sid_init": "codebook", "label_smoothing": 0.1}},
-    ),
-    (
-        "titles_in_prompt",
-        {
-            "model": {"max_length": 512},
-            "train": {
-                "lr": 0.001,
-                "weight_sid_title": 0.3,
-                "sid_init": "codebook",
-                "label_smoothing": 0.1,
-                "include_titles_in_history": True,
-            },
-        },
-    ),
-    (
-        "titles_in_prompt_sv",
-        {
-            "model": {"max_length": 512},
-            "train": {
-                "lr": 0.001,
-                "weight_sid_title": 0.3,
-                "sid_init": "codebook",
-                "label_smoothing": 0.1,
-                "include_titles_in_history": True,
-                "sid_softmax": False,
-                "sid_vocab_softmax": True,
-            },
-        },
-    ),
+    ("title_task", TITLE_TASK),
+    ("titles_in_prompt", TITLES_IN_PROMPT),
+    ("titles_in_prompt_sv", deep_merge(TITLES_IN_PROMPT, {"train": {"sid_softmax": False, "sid_vocab_softmax": True}})),
 ]
 # --smoke: the same run on the CPU in minutes (applied on top of every variant)
 SMOKE: dict = {

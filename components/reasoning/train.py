@@ -12,7 +12,7 @@ from components.config import Config
 from components.runtime.language import THINK_TOKENS, format_prompt, reasoning_answer, sid_of, sid_token_ids
 from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender
 from components.training.examples import next_item_examples
-from components.training.train import train_causal_lm
+from components.training.train import train_causal_lm, with_model_softmax
 
 
 def reasoning_examples(frame: pd.DataFrame, sidmap) -> list[tuple[str, str]]:
@@ -37,13 +37,14 @@ def train_reasoning(
     direct = next_item_examples(rationales, sidmap)
     texts += direct[: int(len(direct) * direct_share)]
     out_dir = Path(out_dir)
-    # the SID table, so that the answer's SID tokens are trained with the recommender's own softmax (SID-level or
-    # SID-vocabulary, label smoothing) and decode as its beam scores them; the rationale's words use the full vocabulary
+    # the SID table and the model's recorded softmax, so that the answer's SID tokens are trained with the
+    # recommender's own softmax (SID-level or SID-vocabulary, label smoothing) and decode as its beam scores them;
+    # the rationale's words use the full vocabulary
     stats = train_causal_lm(
         model,
         tokenizer,
         texts,
-        cfg.train,
+        with_model_softmax(cfg.train, model),
         out_dir / "work",
         max_length=cfg.model.max_length,
         sid_ids=sid_token_ids(tokenizer, sidmap),

@@ -584,6 +584,14 @@ def _rng_state(values: list[int]) -> tuple:
     return (3, tuple(int(v) for v in values), None)
 
 
+def with_model_softmax(train: TrainConfig, model) -> TrainConfig:
+    """`train` with the SID softmax the trained `model` records (runtime.beam.softmax_kind). Why: continuing a
+    trained model (a warm start, the reasoning fine-tune) must train its SID targets as its beam decodes them,
+    whatever the deployment file now says."""
+    kind = softmax_kind(model)
+    return train.model_copy(update={"sid_softmax": kind == "sid_level", "sid_vocab_softmax": kind == "sid_vocab"})
+
+
 def train_model(
     cfg: Config,
     sidmap: SidMap,
@@ -605,16 +613,7 @@ def train_model(
     if init_from is not None:
         model, tokenizer = load_trained(Path(init_from))
         new_ids = None  # the SID rows are trained already
-        cfg = cfg.model_copy(
-            update={
-                "train": cfg.train.model_copy(
-                    update={
-                        "sid_softmax": softmax_kind(model) == "sid_level",
-                        "sid_vocab_softmax": softmax_kind(model) == "sid_vocab",
-                    }
-                )
-            }
-        )
+        cfg = cfg.model_copy(update={"train": with_model_softmax(cfg.train, model)})
     else:
         model, tokenizer = load_backbone(cfg.model)
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)

@@ -354,3 +354,21 @@ def test_recent_copies_repeat_each_users_newest_row_only():
         sorted(zip(extra["user_id"], extra["target"], strict=True))
         == [("a", "4")] * 2 + [("b", "7")] * 2 + [("c", "8")] * 2
     )
+
+
+@pytest.mark.parametrize("recorded", ["vocab", "sid_level", "sid_vocab"])
+def test_continuing_a_model_trains_with_the_softmax_it_records(recorded):
+    """A warm start and the reasoning fine-tune follow the model's softmax, not the deployment file's."""
+    from types import SimpleNamespace
+
+    from components.config import TrainConfig
+    from components.runtime.beam import softmax_kind
+    from components.training.train import with_model_softmax
+
+    model = SimpleNamespace(
+        config=SimpleNamespace(sid_level_softmax=recorded == "sid_level", sid_vocab_softmax=recorded == "sid_vocab")
+    )
+    for file_says in ({}, {"sid_softmax": True}, {"sid_vocab_softmax": True}):
+        train = with_model_softmax(TrainConfig(**file_says, label_smoothing=0.1), model)
+        assert (train.sid_softmax, train.sid_vocab_softmax) == (recorded == "sid_level", recorded == "sid_vocab")
+        assert train.label_smoothing == 0.1 and softmax_kind(model) == recorded

@@ -123,6 +123,12 @@ class TrainConfig(_Section):
     # 0: no hint line
     hint_successors: int = Field(0, ge=0, le=20)
     hint_window: int = Field(1, ge=1, le=20)
+    # item tokens in the prompt: every item seen at least this many times in the training histories also gets an
+    # input-only token "<i_N>" written after its SID in prompts (the model's item_tokens.json lists the items by
+    # N). Why: a SID shares its codes with similar items; a 2-layer model must compose three tokens to tell two
+    # items apart, and an item's own row lets it remember what follows that very item. Items without a token
+    # (new or rare ones) are written by their SID alone. Never a decoding target. 0: no item tokens
+    item_tokens: int = Field(0, ge=0)
     # extra next-item examples with the history cut to its last 1..len-1 items, per next-item example
     weight_suffix_crops: float = 0.0
     # SID-level softmax: a SID token's loss is normalised over its level's codes only (not the 49k-token

@@ -8,19 +8,36 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.config import Config
-from components.runtime.language import THINK_TOKENS, format_prompt, reasoning_answer, sid_of, sid_token_ids
-from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender
-from components.training.examples import next_item_examples
+from components.config import Config, TrainConfig
+from components.runtime.language import THINK_TOKENS, item_token_map, reasoning_answer, sid_token_ids
+from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender, prompt_settings
+from components.training.examples import next_item_examples, training_hints
 from components.training.train import train_causal_lm, with_model_softmax
 
 
-def reasoning_examples(frame: pd.DataFrame, sidmap) -> list[tuple[str, str]]:
-    """(history prompt, " <think> rationale </think>" + target SID) pairs from build_rationales output."""
+def base_prompt_pairs(frame: pd.DataFrame, base: Recommender) -> list[tuple[str, str]]:
+    """(prompt, target SID) of each row whose target is in `base`'s map, the prompt written as `base` was trained
+    on: its titles, context line, hint line and item tokens (training.examples.next_item_examples). Why: the
+    reasoner continues `base` and is served through the same Recommender.prompts, so it must learn on those
+    prompts. The hint line leaves each row's own transition out of the counts, as for training rows: the rows
+    come from the examples `base` was trained on (the pipeline samples them from its train rows)."""
+    settings = prompt_settings(base.info.get("train"))
+    hints = None
+    if settings["hint_successors"] > 0:
+        shape = TrainConfig(hint_successors=settings["hint_successors"], hint_window=settings["hint_window"])
+        hints = training_hints(shape, base.transitions, counted=True)
+    tokens = item_token_map(base.item_tokens) if base.item_tokens else None
+    return next_item_examples(frame, base.sidmap, base.titles, base.uses_context, hints, tokens)
+
+
+def reasoning_examples(frame: pd.DataFrame, base: Recommender) -> list[tuple[str, str]]:
+    """(history prompt, " <think> rationale </think>" + target SID) pairs from build_rationales output, the
+    prompts as `base` was trained on (base_prompt_pairs)."""
+    rows = frame[frame["target"].map(lambda t: t in base.sidmap)]
+    pairs = base_prompt_pairs(rows, base)
     return [
-        (format_prompt(list(r.history), sidmap), reasoning_answer(r.rationale, sid_of(sidmap, r.target)))
-        for r in frame.itertuples(index=False)
-        if r.target in sidmap
+        (prompt, reasoning_answer(rationale, completion))
+        for (prompt, completion), rationale in zip(pairs, rows["rationale"], strict=True)
     ]
 
 
@@ -33,8 +50,8 @@ def train_reasoning(
     added = tokenizer.add_tokens(list(THINK_TOKENS), special_tokens=True)
     if added:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    texts = reasoning_examples(rationales, sidmap)
-    direct = next_item_examples(rationales, sidmap)
+    texts = reasoning_examples(rationales, base)
+    direct = base_prompt_pairs(rationales, base)
     texts += direct[: int(len(direct) * direct_share)]
     out_dir = Path(out_dir)
     # the SID table and the model's recorded softmax, so that the answer's SID tokens are trained with the
@@ -54,6 +71,7 @@ def train_reasoning(
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     sidmap.save(tmp / SID_MAP_DIR)
+    base.save_prompt_files(tmp)  # its prompts are written from the base's titles, transitions and item tokens
     info = {
         **{k: v for k, v in base.info.items() if k != "members"},
         "base_model_version": base.model_version,

@@ -18,7 +18,7 @@ training, evaluation, think-ahead, Triton and the client cannot drift apart.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ import torch
 from components.sids.sidmap import SidMap
 
 LEVEL_LETTERS = "abcdefgh"
+ITEM_TOKEN_PREFIX = "<i_"  # "<i_N>": outside the SID letters, so parse_sid never reads one
 _TOKEN_RE = re.compile(r"<([a-h])_(\d+)>")
 ANSWER = "\nNext:"
 THINK, END_THINK = " <think>", " </think>"
@@ -61,6 +62,16 @@ def parse_sid(text: str) -> tuple[int, ...]:
     return tuple(int(m.group(2)) for m in matches)
 
 
+def item_token(index: int) -> str:
+    """The input-only token of the item at `index` of a model's item token list (TrainConfig.item_tokens)."""
+    return f"{ITEM_TOKEN_PREFIX}{int(index)}>"
+
+
+def item_token_map(items: Sequence[str]) -> dict[str, str]:
+    """{item id: its token} for a model's item token list (item_tokens.json), in list order."""
+    return {str(item): item_token(index) for index, item in enumerate(items)}
+
+
 def sid_tokens(codebook_sizes: Sequence[int]) -> list[str]:
     """Every SID token of every level: the tokens a model of this map has in its vocabulary."""
     return [sid_token(lv, c) for lv, size in enumerate(codebook_sizes) for c in range(size)]
@@ -88,17 +99,21 @@ def format_prompt(
     context: str | None = None,
     max_title_chars: int = 40,
     hints: Sequence[str] | None = None,
+    item_tokens: Mapping[str, str] | None = None,
 ) -> str:
     """The prompt for the next item after `history` (oldest first); items outside the map are skipped.
 
     `hints`: item ids written as a line of SIDs before the history ("Often next: ..."), e.g. the recent
     items' most frequent successors (TransitionTable.top_successors); the model learns when to copy one. An empty or
-    None list writes no line, so a prompt without hints is the plain one."""
+    None list writes no line, so a prompt without hints is the plain one. `item_tokens` ({item id: token},
+    item_token_map): a history item that has one is written as its SID followed by its own token."""
     parts = []
     for item in history:
         if item not in sidmap:
             continue
         sid = sid_of(sidmap, item)
+        if item_tokens and item in item_tokens:
+            sid += item_tokens[item]
         parts.append(f'{sid} "{titles[item][:max_title_chars]}"' if titles and item in titles else sid)
     joiner = "; " if titles else ""
     head = f"{context}\n" if context else ""

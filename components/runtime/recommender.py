@@ -31,7 +31,7 @@ from components.errors import SidrecError
 from components.runtime.backbone import neutral_generation_config, resolve_device, resolve_dtype
 from components.runtime.beam import constrained_beam_search
 from components.runtime.context import RequestContext, context_texts
-from components.runtime.language import SidTrie, format_prompt, sid_token_ids
+from components.runtime.language import SidTrie, format_prompt, item_token_map, sid_token_ids
 from components.runtime.ranker import DIR_NAME as RANKER_DIR
 from components.runtime.ranker import RankerArtifact
 from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
@@ -42,6 +42,7 @@ FORMAT = "sidrec-recommender/1"
 RECOMMENDER_FILE = "recommender.json"
 MODEL_INFO_FILE = "sidrec_model.json"
 TITLES_FILE = "titles.json"
+ITEM_TOKENS_FILE = "item_tokens.json"  # the items with their own prompt token, in token order (train.item_tokens)
 SID_MAP_DIR = "sid_map"
 MAX_PROMPT_TOKENS = 512
 DEFAULT_MAX_LENGTH = 256  # model.max_length of records that predate it (ModelConfig's default then and now)
@@ -142,6 +143,7 @@ class Recommender:
         titles: dict[str, str] | None = None,
         info: dict | None = None,
         uses_context: bool | None = None,
+        item_tokens: Sequence[str] | None = None,
     ) -> None:
         self.models = list(models)
         if not self.models:
@@ -161,6 +163,9 @@ class Recommender:
         self.transitions, self.ranker = transitions, ranker
         self.beam_size, self.max_k, self.blend_weight = beam_size, max_k, blend_weight
         self.titles = titles
+        # the items written with their own token in prompts (item_tokens.json), as the model was trained
+        self.item_tokens = list(item_tokens) if item_tokens is not None else None
+        self._item_token_map = item_token_map(self.item_tokens) if self.item_tokens else None
         self.info = dict(info or {})
         # whether the prompts carry the runtime context line: as the model was trained (sidrec_model.json)
         trained = prompt_settings(self.info.get("train"))
@@ -171,6 +176,11 @@ class Recommender:
             raise RecommenderError(
                 "this model's prompts carry hint lines (train.hint_successors) read from its transitions.json, "
                 "and none was given: load it with Recommender.from_pretrained, or train it again"
+            )
+        if int(trained["item_tokens"]) > 0 and self.item_tokens is None:
+            raise RecommenderError(
+                f"this model's prompts carry item tokens (train.item_tokens) listed in its {ITEM_TOKENS_FILE}, and "
+                "none was given: load it with Recommender.from_pretrained, or train it again"
             )
         # prompts are cut to the token count training read (from the left, keeping the end)
         self.prompt_tokens = prompt_token_budget(self.info, sidmap.n_levels)
@@ -190,6 +200,7 @@ class Recommender:
             titles=self.titles,
             info=self.info,
             uses_context=self.uses_context,
+            item_tokens=self.item_tokens,
         )
 
     # -- identity --------------------------------------------------------------------------------------------
@@ -262,6 +273,7 @@ class Recommender:
         titles = None
         if (paths[0] / TITLES_FILE).exists():
             titles = json.loads((paths[0] / TITLES_FILE).read_text())
+        item_tokens = read_item_tokens(paths[0])
         return cls(
             [model for model, _, _ in loaded],
             tokenizer,
@@ -273,6 +285,7 @@ class Recommender:
             blend_weight=blend_weight,
             titles=titles,
             info={**info, "members": [str(p) for p in paths]},
+            item_tokens=item_tokens,
         )
 
     def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
@@ -293,15 +306,8 @@ class Recommender:
             self.sidmap.save(target / SID_MAP_DIR)
             record = {k: v for k, v in self.info.items() if k != "members"}
             (target / MODEL_INFO_FILE).write_text(json.dumps(record, indent=2, default=str))
-            if self.titles is not None:
-                (target / TITLES_FILE).write_text(json.dumps(self.titles))
+            self.save_prompt_files(target, transitions=index == 0)
             members.append(name)
-        if self.transitions is not None:
-            self.transitions.save(staging / members[0] / TRANSITIONS_FILE)
-        else:
-            source = Path(self.info.get("members", [""])[0]) / TRANSITIONS_FILE
-            if source.is_file():  # kept so that the blend can be switched on later
-                shutil.copyfile(source, staging / members[0] / TRANSITIONS_FILE)
         if self.ranker is not None:
             self.ranker.save(staging / RANKER_DIR)
         spec = {
@@ -323,6 +329,25 @@ class Recommender:
             os.replace(staging, path)
         return path
 
+    def save_prompt_files(self, model_dir: str | Path, transitions: bool = True) -> None:
+        """Write what this recommender's prompts are built from into a model directory: the titles, the item
+        token list and (with `transitions`) the transition table (or a copy of the loaded directory's, kept so
+        that the blend can be switched on later). A model directory continuing this one's model (the reasoner)
+        needs them to build the same prompts when loaded."""
+        model_dir = Path(model_dir)
+        if self.titles is not None:
+            (model_dir / TITLES_FILE).write_text(json.dumps(self.titles))
+        if self.item_tokens is not None:
+            write_item_tokens(model_dir, self.item_tokens)
+        if not transitions:
+            return
+        if self.transitions is not None:
+            self.transitions.save(model_dir / TRANSITIONS_FILE)
+        else:
+            source = Path(self.info.get("members", [""])[0]) / TRANSITIONS_FILE
+            if source.is_file():
+                shutil.copyfile(source, model_dir / TRANSITIONS_FILE)
+
     # -- recommending ----------------------------------------------------------------------------------------
     def prompts(
         self, histories: Sequence[Sequence[str]], contexts: Sequence[RequestContext | None] | None = None
@@ -332,7 +357,7 @@ class Recommender:
         contexts ignores them."""
         lines = context_texts(contexts if self.uses_context else None, len(histories))
         return [
-            format_prompt(list(h), self.sidmap, self.titles, c, hints=self._hints(h))
+            format_prompt(list(h), self.sidmap, self.titles, c, hints=self._hints(h), item_tokens=self._item_token_map)
             for h, c in zip(histories, lines, strict=True)
         ]
 
@@ -412,7 +437,29 @@ class Recommender:
         return out
 
 
-PROMPT_SETTINGS = {"context": False, "include_titles_in_history": False, "hint_successors": 0, "hint_window": 1}
+PROMPT_SETTINGS = {
+    "context": False,
+    "include_titles_in_history": False,
+    "hint_successors": 0,
+    "hint_window": 1,
+    "item_tokens": 0,
+}
+
+
+def read_item_tokens(model_dir: Path) -> list[str] | None:
+    """The item token list of a model directory (None when it has none): what its prompts write as "<i_N>"."""
+    path = Path(model_dir) / ITEM_TOKENS_FILE
+    if not path.exists():
+        return None
+    items = json.loads(path.read_text())
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise RecommenderError(f"{path}: not a list of item ids; train the model again")
+    return items
+
+
+def write_item_tokens(model_dir: Path, items: Sequence[str]) -> None:
+    """Write a model directory's item token list (read_item_tokens)."""
+    (Path(model_dir) / ITEM_TOKENS_FILE).write_text(json.dumps(list(items)))
 
 
 def prompt_token_budget(info: dict, n_levels: int) -> int:
@@ -436,7 +483,7 @@ def prompt_settings(train: dict | None) -> dict:
 def _check_members(paths: list[Path], loaded: list) -> None:
     """Members decode together only with the same SID map and the same SID token ids: else averaging their
     next-code distributions would mix different items. They read one prompt, so they must have been trained
-    on the same prompt settings (context line, titles, hint line)."""
+    on the same prompt settings (context line, titles, hint line, item tokens)."""
     _, tokenizer, sidmap = loaded[0]
     ids = sid_token_ids(tokenizer, sidmap)
     first = model_info(paths[0])
@@ -448,7 +495,8 @@ def _check_members(paths: list[Path], loaded: list) -> None:
             raise RecommenderError(
                 f"{path} cannot decode with {paths[0]}: trained on other prompts ({other} vs "
                 f"{prompts}); ensemble models trained with the same train.context, "
-                f"train.include_titles_in_history, train.hint_successors, train.hint_window and model.max_length"
+                f"train.include_titles_in_history, train.hint_successors, train.hint_window, train.item_tokens and "
+                f"model.max_length"
             )
     for path, (_, other_tokenizer, other_map) in zip(paths[1:], loaded[1:], strict=True):
         if (
@@ -459,4 +507,11 @@ def _check_members(paths: list[Path], loaded: list) -> None:
             raise RecommenderError(
                 f"{path} cannot decode with {paths[0]}: SID map {other_map.version} vs {sidmap.version}, "
                 f"vocabulary {len(other_tokenizer)} vs {len(tokenizer)} tokens"
+            )
+    items = read_item_tokens(paths[0])
+    for path in paths[1:]:
+        if read_item_tokens(path) != items:  # one prompt: "<i_N>" must name the same item for every member
+            raise RecommenderError(
+                f"{path} cannot decode with {paths[0]}: their item tokens ({ITEM_TOKENS_FILE}) differ; ensemble "
+                "models trained on the same examples with the same train.item_tokens"
             )

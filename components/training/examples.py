@@ -10,7 +10,7 @@ Task sizes follow the configured weights, relative to the number of next-item ex
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,10 +30,11 @@ def next_item_examples(
     titles: dict[str, str] | None = None,
     context: bool = False,
     hints: HintFn | None = None,
+    item_tokens: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """The served prompt of each example -> its target's SID; with `context`, the prompt carries the example's
     request context (runtime.context.contexts_of: its event time and the user's last event time before it);
-    with `hints`, its hint line (training_hints)."""
+    with `hints`, its hint line (training_hints); with `item_tokens`, its items' own tokens."""
     lines = context_texts(contexts_of(examples) if context else None, len(examples))
     out = []
     for row, line in zip(examples.itertuples(index=False), lines, strict=True):
@@ -41,8 +42,24 @@ def next_item_examples(
             continue
         history = list(row.history)
         hinted = hints(history, str(row.target)) if hints is not None else None
-        out.append((format_prompt(history, sidmap, titles, line, hints=hinted), sid_of(sidmap, row.target)))
+        prompt = format_prompt(history, sidmap, titles, line, hints=hinted, item_tokens=item_tokens)
+        out.append((prompt, sid_of(sidmap, row.target)))
     return out
+
+
+def item_token_items(examples: pd.DataFrame, sidmap: SidMap, min_users: int) -> list[str]:
+    """The items that get their own prompt token (TrainConfig.item_tokens), sorted: those in the training
+    histories of at least `min_users` users (items of `sidmap` only). Why users, not rows: a user's rows repeat
+    the history, so an item counts once per user that read it; a token only learns from prompts it is in, so
+    an item seen only as a target gets none. Empty for min_users 0 (off)."""
+    if min_users <= 0 or not len(examples):
+        return []
+    users = examples["user_id"].astype(str) if "user_id" in examples else pd.Series(range(len(examples)))
+    readers: dict[str, set[str]] = {}
+    for user, history in zip(users, examples["history"], strict=True):
+        for item in history:
+            readers.setdefault(str(item), set()).add(user)
+    return sorted(item for item, who in readers.items() if len(who) >= min_users and item in sidmap)
 
 
 SoftTargets = dict[tuple[str, str], list[dict[str, float]]]
@@ -55,6 +72,7 @@ def count_soft_targets(
     titles: dict[str, str] | None = None,
     context: bool = False,
     hints: HintFn | None = None,
+    item_tokens: Mapping[str, str] | None = None,
 ) -> SoftTargets:
     """Count distillation targets for the next-item pairs of `examples` (as next_item_examples writes them):
     {(prompt, completion): one {SID token: weight} per SID level}, the weights of a level summing to `share`.
@@ -71,7 +89,7 @@ def count_soft_targets(
     rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
     targets = rows["target"].astype(str)
     table = TransitionTable.from_examples(rows["history"], targets)
-    pairs = next_item_examples(rows, sidmap, titles, context, hints)
+    pairs = next_item_examples(rows, sidmap, titles, context, hints, item_tokens)
     out: SoftTargets = {}
     for (prompt, completion), history, target in zip(pairs, rows["history"], targets, strict=True):
         if (prompt, completion) in out:
@@ -102,6 +120,7 @@ def suffix_crop_examples(
     seed: int,
     titles: dict[str, str] | None = None,
     hints: HintFn | None = None,
+    item_tokens: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """n next-item examples whose history is cut to its last k items (k uniform in 1..len-1).
 
@@ -118,7 +137,8 @@ def suffix_crop_examples(
         k = rng.randint(1, len(row.history) - 1)
         history = list(row.history)[-k:]  # its last transition is not a counted one: nothing to leave out
         hinted = hints(history, "") if hints is not None else None
-        out.append((format_prompt(history, sidmap, titles, hints=hinted), sid_of(sidmap, row.target)))
+        prompt = format_prompt(history, sidmap, titles, hints=hinted, item_tokens=item_tokens)
+        out.append((prompt, sid_of(sidmap, row.target)))
     return out
 
 
@@ -193,19 +213,21 @@ def build_training_texts(
     catalog: pd.DataFrame,
     cfg: TrainConfig,
     hints: HintFn | None = None,
+    item_tokens: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """The weighted task mix, shuffled deterministically; `hints`: the rows' hint lines (training_hints), by
-    default read from the transitions of `examples` themselves, each row's own left out."""
+    default read from the transitions of `examples` themselves, each row's own left out; `item_tokens`: the
+    prompts' item tokens (item_token_items)."""
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     history_titles = titles if cfg.include_titles_in_history else None
     if hints is None and cfg.hint_successors > 0:
         table = TransitionTable.from_examples(examples["history"], examples["target"].astype(str))
         hints = training_hints(cfg, table, counted=True)
-    nxt = next_item_examples(examples, sidmap, history_titles, cfg.context, hints)
+    nxt = next_item_examples(examples, sidmap, history_titles, cfg.context, hints, item_tokens)
     n_next = max(1, int(round(len(nxt) * cfg.weight_next_item)))
     texts = (nxt * (1 + n_next // max(len(nxt), 1)))[:n_next] if nxt else []
     texts += suffix_crop_examples(
-        examples, sidmap, int(round(len(nxt) * cfg.weight_suffix_crops)), cfg.seed, history_titles, hints
+        examples, sidmap, int(round(len(nxt) * cfg.weight_suffix_crops)), cfg.seed, history_titles, hints, item_tokens
     )
     texts += alignment_examples(sidmap, titles, int(round(len(nxt) * cfg.weight_sid_title)), cfg.seed)
     texts += behaviour_examples(examples, sidmap, titles, int(round(len(nxt) * cfg.weight_behaviour)), cfg.seed)

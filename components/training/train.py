@@ -28,8 +28,15 @@ from components.metrics import hit_rate_ndcg
 from components.runtime.backbone import decoder_and_head, load_backbone, neutral_generation_config, token_logits
 from components.runtime.beam import softmax_kind
 from components.runtime.context import contexts_of
-from components.runtime.language import sid_token_ids
-from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, TITLES_FILE, Recommender
+from components.runtime.language import item_token_map, sid_token_ids
+from components.runtime.recommender import (
+    MODEL_INFO_FILE,
+    SID_MAP_DIR,
+    TITLES_FILE,
+    Recommender,
+    read_item_tokens,
+    write_item_tokens,
+)
 from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
@@ -37,10 +44,11 @@ from components.training import distributed
 from components.training.examples import (
     build_training_texts,
     count_soft_targets,
+    item_token_items,
     training_hints,
     with_recent_copies,
 )
-from components.training.vocab import add_sid_tokens
+from components.training.vocab import add_item_tokens, add_sid_tokens
 
 log = logging.getLogger(__name__)
 
@@ -395,7 +403,9 @@ def _train(
     )
     warmup_steps = int(total_steps * cfg.warmup_epochs / max(cfg.epochs, 1e-9)) if new_token_ids else 0
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    learn_in_prompt = torch.tensor(new_token_ids) if cfg.history_loss and new_token_ids else None
+    learn_in_prompt = None  # the SID tokens inside the prompt (history_loss), never the input-only item tokens
+    if cfg.history_loss and new_token_ids:
+        learn_in_prompt = sid_ids[sid_ids >= 0].flatten() if sid_ids is not None else torch.tensor(new_token_ids)
 
     embed = model.get_input_embeddings().weight
     old_rows = None
@@ -614,11 +624,16 @@ def train_model(
         model, tokenizer = load_trained(Path(init_from))
         new_ids = None  # the SID rows are trained already
         cfg = cfg.model_copy(update={"train": with_model_softmax(cfg.train, model)})
+        items = read_item_tokens(Path(init_from))  # the model's own item tokens; newer items are written by SID
     else:
         model, tokenizer = load_backbone(cfg.model)
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
         model.config.sid_level_softmax = cfg.train.sid_softmax  # decoding must normalise as training did
         model.config.sid_vocab_softmax = cfg.train.sid_vocab_softmax
+        items = item_token_items(train_examples, sidmap, cfg.train.item_tokens) if cfg.train.item_tokens else None
+        if items:
+            new_ids += add_item_tokens(model, tokenizer, sidmap, items, seed=cfg.train.seed)
+    item_tokens = item_token_map(items) if items else None
     sid_ids = sid_token_ids(tokenizer, sidmap)  # [levels, codes]: the SID-level softmax's and smoothing's table
     titles = dict(zip(catalog["item_id"].astype(str), catalog["title"].fillna("").astype(str), strict=True))
     # the chain a served hybrid blends with and served hint lines read, fit on exactly these training examples
@@ -626,10 +641,10 @@ def train_model(
     hints = training_hints(cfg.train, transitions, counted=True)
     # the newest rows repeated for the task mix only: the chain and the count targets count each example once
     weighted = with_recent_copies(train_examples, cfg.train.recent_copies)
-    texts = build_training_texts(weighted, sidmap, catalog, cfg.train, hints)
+    texts = build_training_texts(weighted, sidmap, catalog, cfg.train, hints, item_tokens)
     history_titles = titles if cfg.train.include_titles_in_history else None
     soft_targets = count_soft_targets(
-        train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context, hints
+        train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context, hints, item_tokens
     )
     if cfg.train.lora:  # adapters + the SID rows (all of them when warm-starting: they keep learning)
         rows = new_ids or [int(i) for i in sid_ids.flatten() if i >= 0]
@@ -655,6 +670,7 @@ def train_model(
                 transitions=transitions,
                 # the prompt settings (hint line) and the prompt length it is trained on
                 info={"train": cfg.train.model_dump(), "model": cfg.model.model_dump()},
+                item_tokens=items,
             )
             rows = recommender.recommend(histories, 10, contexts=contexts, batch_size=cfg.eval.batch_size)
             ranked = [[i for i, _ in row] for row in rows]
@@ -688,6 +704,8 @@ def train_model(
     transitions.save(tmp / TRANSITIONS_FILE)
     if cfg.train.include_titles_in_history:  # served prompts must carry the titles training's prompts did
         (tmp / TITLES_FILE).write_text(json.dumps(titles))
+    if items is not None:  # served prompts must write the item tokens training's prompts did
+        write_item_tokens(tmp, items)
     info = {
         "backbone": cfg.model.backbone,
         "model": cfg.model.model_dump(),

@@ -1,4 +1,4 @@
-"""Extend the LLM vocabulary with SID tokens.
+"""Extend the LLM vocabulary with SID tokens (and, optionally, input-only item tokens).
 
 SID tokens are added as special tokens so the tokenizer never splits "<a_12>" into pieces, and "<a_1><b_2><c_3>"
 encodes to exactly three ids. New embedding rows start at the mean of the existing rows plus noise at the
@@ -7,9 +7,11 @@ embedding scale: identical rows (plain mean-resizing) would make every SID indis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from components.runtime.language import sid_of, sid_token_ids, sid_tokens
+from components.runtime.language import item_token_map, sid_of, sid_token_ids, sid_tokens
 from components.sids.sidmap import SidMap
 
 
@@ -47,6 +49,33 @@ def add_sid_tokens(
     check = tokenizer(sid_of(sidmap, sidmap.item_ids[0]), add_special_tokens=False)["input_ids"]
     if len(check) != sidmap.n_levels:
         raise RuntimeError(f"a SID must encode to {sidmap.n_levels} tokens, got {check}")
+    return ids
+
+
+def add_item_tokens(model, tokenizer, sidmap: SidMap, items: Sequence[str], seed: int = 0) -> list[int]:
+    """Add the input-only token of each of `items` (language.item_token_map order) to tokenizer + model; returns
+    their ids. Call after add_sid_tokens: each row starts at the mean of its item's SID token rows plus a little
+    noise, so an item token first reads as its SID does and training only has to learn what is the item's own."""
+    tokens = list(item_token_map(items).values())
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        old_size = len(tokenizer)
+        tokenizer.add_tokens(missing, special_tokens=True)
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        table = sid_token_ids(tokenizer, sidmap)
+        new_ids = torch.tensor(tokenizer.convert_tokens_to_ids(missing))
+        by_token = dict(zip(tokens, items, strict=True))
+        codes = [sidmap.codes_of(by_token[t]) for t in missing]
+        parts = torch.tensor([[int(table[lv, c]) for lv, c in enumerate(row)] for row in codes])  # [new, levels]
+        generator = torch.Generator().manual_seed(seed + 7)
+        with torch.no_grad():
+            for matrix in _embedding_matrices(model):
+                rows = matrix[parts].float().mean(1)  # [new, levels, width] -> the SID's mean row
+                noise = torch.randn(rows.shape, generator=generator) * matrix[:old_size].float().std(0)
+                matrix[new_ids] = (rows + 0.1 * noise).to(matrix.dtype)
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    if tokens and len(tokenizer(tokens[0], add_special_tokens=False)["input_ids"]) != 1:
+        raise RuntimeError(f"an item token must encode to one token: {tokens[0]!r}")
     return ids
 
 

@@ -17,10 +17,11 @@ from components.reasoning.thinkahead import (
     think_ahead,
     write_prefixes,
 )
-from components.reasoning.train import train_reasoning
-from components.runtime.language import encode_prefix
+from components.reasoning.train import reasoning_examples, train_reasoning
+from components.runtime.language import encode_prefix, item_token_map
 from components.runtime.recommender import Recommender
 from components.sids.build import build_sids
+from components.training.examples import next_item_examples, training_hints
 from components.training.train import train_model
 
 
@@ -92,3 +93,30 @@ def test_prefixes_stay_shorter_than_a_whole_sid():
     assert [prefix_levels(n) for n in (2, 3, 4)] == [1, 2, 2]
     with pytest.raises(SidrecError, match="set sids.levels to 2 or more"):
         prefix_levels(1)
+
+
+def test_the_reasoner_reads_the_prompts_its_recommender_was_trained_on(trained, tmp_path):
+    """Titles, a hint line and item tokens in the recommender's prompts: the reasoner trains on those prompts and
+    serves them (its directory carries the titles, transitions and item tokens they are written from). Before,
+    it trained on plain prompts, and a hinted recommender's reasoner did not even load."""
+    cfg, catalog, splits, sidmap, _, _ = trained
+    shaped = {"include_titles_in_history": True, "hint_successors": 2, "item_tokens": 1}
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=shaped)})
+    base = Recommender.from_pretrained(train_model(cfg, sidmap, catalog, splits["train"], None, tmp_path / "model"))
+    frame = build_rationales(splits["train"], Evidence.from_data(catalog, splits["train"]), limit=20)
+    pairs = reasoning_examples(frame, base)
+    rows = frame[frame["target"].map(lambda t: t in sidmap)]
+    assert [p for p, _ in pairs] == [
+        p
+        for p, _ in next_item_examples(
+            rows,
+            sidmap,
+            base.titles,
+            hints=training_hints(cfg.train, base.transitions, counted=True),
+            item_tokens=item_token_map(base.item_tokens),
+        )
+    ]
+    assert all(" <think>" in c for _, c in pairs) and all("<i_" in p and "Often next" in p for p, _ in pairs[:3])
+    reasoner = Recommender.from_pretrained(train_reasoning(base, frame, cfg, tmp_path / "r"))
+    histories = [list(h) for h in splits["test"]["history"].head(5)]
+    assert reasoner.prompts(histories) == base.prompts(histories)

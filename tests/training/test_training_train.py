@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -14,12 +15,12 @@ from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.runtime.backbone import DeviceError, load_backbone, resolve_device
 from components.runtime.beam import softmax_kind
-from components.runtime.language import format_prompt, sid_of, sid_token_ids
-from components.runtime.recommender import Recommender
+from components.runtime.language import format_prompt, item_token_map, parse_sid, sid_of, sid_token_ids
+from components.runtime.recommender import Recommender, RecommenderError
 from components.runtime.transitions import TransitionTable
 from components.sids.build import build_sids
 from components.sids.sidmap import SidMap
-from components.training.examples import build_training_texts
+from components.training.examples import build_training_texts, item_token_items, next_item_examples
 from components.training.train import (
     _batch,
     _past_patience,
@@ -29,7 +30,7 @@ from components.training.train import (
     train_model,
     training_dropout,
 )
-from components.training.vocab import add_sid_tokens
+from components.training.vocab import add_item_tokens, add_sid_tokens
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +373,70 @@ def test_continuing_a_model_trains_with_the_softmax_it_records(recorded):
         train = with_model_softmax(TrainConfig(**file_says, label_smoothing=0.1), model)
         assert (train.sid_softmax, train.sid_vocab_softmax) == (recorded == "sid_level", recorded == "sid_vocab")
         assert train.label_smoothing == 0.1 and softmax_kind(model) == recorded
+
+
+def test_item_tokens_follow_their_sid_in_prompts_and_only_items_users_read_get_one(world):
+    _, _, _, sidmap, _ = world
+    items = list(sidmap.item_ids[:3])
+    tokens = item_token_map([items[1]])
+    assert tokens == {items[1]: "<i_0>"}
+    plain = format_prompt(items, sidmap)
+    marked = format_prompt(items, sidmap, item_tokens=tokens)
+    assert marked == plain.replace(sid_of(sidmap, items[1]), sid_of(sidmap, items[1]) + "<i_0>")
+    assert format_prompt(items, sidmap, item_tokens={}) == plain
+    with pytest.raises(ValueError):
+        parse_sid(sid_of(sidmap, items[1]) + "<i_0>")  # never read back as a SID
+    a, b, c = items
+    rows = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u2", "u3"], "history": [[a], [a, b], [a, c], ["gone"]], "target": [b, c, b, a]}
+    )
+    # a: read by 3 users (u1's two rows count once); b, c: one user each; "gone" is outside the map
+    assert item_token_items(rows, sidmap, 2) == [a]
+    assert item_token_items(rows, sidmap, 1) == sorted([a, b, c])
+    assert item_token_items(rows, sidmap, 0) == []
+
+
+def test_a_model_with_item_tokens_serves_the_prompts_it_was_trained_on(world, tmp_path):
+    cfg, catalog, _, sidmap, splits = world
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"item_tokens": 2})})
+    path = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], tmp_path / "model")
+    items = json.loads((path / "item_tokens.json").read_text())
+    assert items == item_token_items(splits["train"], sidmap, 2) and len(items) > 10
+    served = Recommender.from_pretrained(path)
+    tokenizer = served.tokenizer
+    assert all(len(tokenizer(t, add_special_tokens=False)["input_ids"]) == 1 for t in item_token_map(items).values())
+    # the prompt Triton, the gate and think-ahead build (Recommender.prompts) is the one training built
+    rows = splits["valid"].head(20)
+    trained = [p for p, _ in next_item_examples(rows, sidmap, item_tokens=item_token_map(items))]
+    assert served.prompts([list(h) for h in rows["history"]]) == trained
+    assert any("<i_" in p for p in trained)
+    recs = served.recommend([list(h) for h in rows["history"]], 5)
+    assert all(item in sidmap for row in recs for item, _ in row)  # only SIDs are decoded
+    # a copy saved whole keeps them; a member with another item list cannot decode with it
+    again = Recommender.from_pretrained(served.save_pretrained(tmp_path / "served"))
+    assert again.item_tokens == items
+    other = tmp_path / "other"
+    shutil.copytree(path, other)
+    (other / "item_tokens.json").write_text(json.dumps(items[::-1]))
+    with pytest.raises(RecommenderError, match="item tokens"):
+        Recommender.from_pretrained([path, other])
+    (other / "item_tokens.json").unlink()
+    with pytest.raises(RecommenderError, match="item_tokens"):
+        Recommender.from_pretrained(other)
+    # a warm start keeps the model's own list, whatever the new rows would pick
+    warm = train_model(cfg, sidmap, catalog, splits["train"].head(30), None, tmp_path / "warm", init_from=path)
+    assert json.loads((warm / "item_tokens.json").read_text()) == items
+
+
+def test_item_token_rows_start_at_their_sid_rows_mean(world):
+    cfg, _, _, sidmap, _ = world
+    model, tokenizer = load_backbone(cfg.model)
+    add_sid_tokens(model, tokenizer, sidmap, seed=0)
+    items = list(sidmap.item_ids[:5])
+    ids = add_item_tokens(model, tokenizer, sidmap, items, seed=0)
+    rows = model.get_input_embeddings().weight.detach()
+    table = sid_token_ids(tokenizer, sidmap)
+    for item, token_id in zip(items, ids, strict=True):
+        mean = torch.stack([rows[table[lv, c]] for lv, c in enumerate(sidmap.codes_of(item))]).mean(0)
+        assert torch.nn.functional.cosine_similarity(rows[token_id], mean, dim=0) > 0.9
+    assert len(set(ids)) == len(items) and min(ids) >= int(table.max()) + 1

@@ -18,6 +18,7 @@ from pathlib import Path
 from components.config import PROJECT_ROOT, load_config
 from components.data.ingest import read_catalog_for
 from components.data.splits import load_splits
+from components.errors import SidrecError
 from components.evaluation.evaluate import score_recommender
 from components.runtime.recommender import Recommender
 from components.sids.sidmap import SidMap
@@ -41,13 +42,22 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
+    try:
+        select(args)
+    except json.JSONDecodeError as e:  # expected errors are one line, not a traceback
+        raise SystemExit(f"select_on_valid: the overrides are not JSON ({e}): {args.overrides!r}") from None
+    except SidrecError as e:
+        raise SystemExit(f"select_on_valid: {e}") from None
 
+
+def select(args: argparse.Namespace) -> None:
+    """One selection run (main's arguments): train with the overrides, score the kept epoch on valid."""
     overrides = json.loads(args.overrides)
     cfg = load_config(args.config, overrides)
     root = Path(args.out)
+    sid_dir = cached_sid_map(cfg, root, args.sid_map)  # shared by every run with the same SID settings
     splits = load_splits(cfg.path(cfg.data.splits_dir))
     catalog = read_catalog_for(cfg)
-    sid_dir = cached_sid_map(cfg, root, args.sid_map)  # shared by every run with the same SID settings
     t0 = time.perf_counter()
     sidmap = SidMap.load(sid_dir)
     model_dir = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], root / args.name)

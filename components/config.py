@@ -123,7 +123,7 @@ class TrainConfig(_Section):
     # 0: no hint line
     hint_successors: int = Field(0, ge=0, le=20)
     hint_window: int = Field(1, ge=1, le=20)
-    # item tokens in the prompt: every item seen at least this many times in the training histories also gets an
+    # item tokens in the prompt: every item in the training histories of at least this many users also gets an
     # input-only token "<i_N>" written after its SID in prompts (the model's item_tokens.json lists the items by
     # N). Why: a SID shares its codes with similar items; a 2-layer model must compose three tokens to tell two
     # items apart, and an item's own row lets it remember what follows that very item. Items without a token

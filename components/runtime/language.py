@@ -112,8 +112,8 @@ def format_prompt(
         if item not in sidmap:
             continue
         sid = sid_of(sidmap, item)
-        if item_tokens and item in item_tokens:
-            sid += item_tokens[item]
+        if item_tokens and str(item) in item_tokens:
+            sid += item_tokens[str(item)]
         parts.append(f'{sid} "{titles[item][:max_title_chars]}"' if titles and item in titles else sid)
     joiner = "; " if titles else ""
     head = f"{context}\n" if context else ""

@@ -34,6 +34,8 @@ from components.runtime.recommender import (
     SID_MAP_DIR,
     TITLES_FILE,
     Recommender,
+    model_info,
+    prompt_settings,
     read_item_tokens,
     write_item_tokens,
 )
@@ -624,7 +626,10 @@ def train_model(
         model, tokenizer = load_trained(Path(init_from))
         new_ids = None  # the SID rows are trained already
         cfg = cfg.model_copy(update={"train": with_model_softmax(cfg.train, model)})
-        items = read_item_tokens(Path(init_from))  # the model's own item tokens; newer items are written by SID
+        # the model's own item tokens (newer items are written by their SID), and the setting recorded with them
+        items = read_item_tokens(Path(init_from))
+        recorded = prompt_settings(model_info(Path(init_from)).get("train"))["item_tokens"] if items is not None else 0
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"item_tokens": recorded})})
     else:
         model, tokenizer = load_backbone(cfg.model)
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)

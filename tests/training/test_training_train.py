@@ -424,8 +424,15 @@ def test_a_model_with_item_tokens_serves_the_prompts_it_was_trained_on(world, tm
     with pytest.raises(RecommenderError, match="item_tokens"):
         Recommender.from_pretrained(other)
     # a warm start keeps the model's own list, whatever the new rows would pick
-    warm = train_model(cfg, sidmap, catalog, splits["train"].head(30), None, tmp_path / "warm", init_from=path)
+    off = cfg.model_copy(update={"train": cfg.train.model_copy(update={"item_tokens": 0})})
+    warm = train_model(off, sidmap, catalog, splits["train"].head(30), None, tmp_path / "warm", init_from=path)
     assert json.loads((warm / "item_tokens.json").read_text()) == items
+    histories = [list(h) for h in rows["history"]]
+    assert Recommender.from_pretrained(warm).prompts(histories) == served.prompts(histories)
+    # and a model trained without them stays without them (its record says so, so it loads)
+    plain = train_model(off, sidmap, catalog, splits["train"], None, tmp_path / "plain")
+    warm = train_model(cfg, sidmap, catalog, splits["train"].head(30), None, tmp_path / "warm2", init_from=plain)
+    assert not (warm / "item_tokens.json").exists() and Recommender.from_pretrained(warm).item_tokens is None
 
 
 def test_item_token_rows_start_at_their_sid_rows_mean(world):

@@ -4,7 +4,7 @@ history and runtime context.
 The backend (serving/model_repository/sidrec/1/model.py, as export writes it into a version directory) runs here
 under a stand-in for Triton's triton_python_backend_utils, so its own request parsing and its one
 Recommender.recommend call build the prompt; the model comes from the product's training step with the context
-line, titles and hint line on (the options whose prompts differ from the plain one)."""
+line, titles, hint line and item tokens on (the options whose prompts differ from the plain one)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from components.config import SidConfig, load_config
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
 from components.runtime import recommender as recommender_module
-from components.runtime.recommender import Recommender
+from components.runtime.language import item_token_map
+from components.runtime.recommender import Recommender, read_item_tokens
 from components.runtime.transitions import TransitionTable
 from components.serving.export import export_triton_repository
 from components.sids.build import build_sids
@@ -60,7 +61,8 @@ def _fake_pb_utils() -> types.ModuleType:
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory):
-    """A model trained with contexts and titles, exported, and its backend initialized as Triton would."""
+    """A model trained with contexts, titles, hint lines and item tokens, exported, and its backend initialized as
+    Triton would."""
     root = tmp_path_factory.mktemp("parity")
     catalog, events = generate_synthetic(n_items=60, n_users=40, seed=3, context_signal=True)
     splits = examples_from_events(events, 5)
@@ -77,6 +79,7 @@ def backend(tmp_path_factory):
                 "context": True,
                 "include_titles_in_history": True,
                 "hint_successors": 3,
+                "item_tokens": 1,
                 "weight_sid_title": 0.0,
                 "weight_behaviour": 0.0,
             },
@@ -127,15 +130,17 @@ def test_the_backend_builds_the_prompt_training_built(backend, monkeypatch):
     assert all(r.error is None and len(r.outputs["ITEM_IDS"][0]) == 5 for r in responses)
     # the hint lines read the table training wrote beside the model (served rows are not among its counts)
     table = TransitionTable.load(model_dir / "transitions.json")
+    tokens = item_token_map(read_item_tokens(model_dir))
     trained = [
         prompt
         for prompt, _ in build_training_texts(
-            rows, sidmap, catalog, cfg.train, training_hints(cfg.train, table, counted=False)
+            rows, sidmap, catalog, cfg.train, training_hints(cfg.train, table, counted=False), tokens
         )
     ]  # the task mix is next-item only here, shuffled: compare as sets of exactly four prompts
     assert len(trained) == 4 and sorted(built) == sorted(trained)
     assert all(p.startswith("Context: ") and '"' in p for p in built)  # the context line and the titles
     assert any("\nOften next: <a_" in p for p in built)  # and the hint line
+    assert any("><i_" in p for p in built)  # and the item tokens
 
 
 def test_a_request_without_clocks_gets_the_plain_prompt_and_bad_clocks_fail_alone(backend, monkeypatch):
@@ -172,7 +177,8 @@ def test_a_long_prompt_reaches_the_model_cut_as_training_cut_it(backend, monkeyp
         ]
     )
     table = TransitionTable.load(model_dir / "transitions.json")
-    pairs = build_training_texts(rows, sidmap, catalog, cfg.train, training_hints(cfg.train, table, counted=False))
+    hints = training_hints(cfg.train, table, counted=False)
+    pairs = build_training_texts(rows, sidmap, catalog, cfg.train, hints, item_token_map(read_item_tokens(model_dir)))
     trained = [ids[:n_prompt] for ids, n_prompt in tokenize_pairs(served.recommender.tokenizer, pairs, 48)]
     full = served.recommender.tokenizer([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
     assert any(len(ids) > 48 - sidmap.n_levels for ids in full)  # the case under test: prompts that were cut

@@ -335,18 +335,10 @@ class Recommender:
         that the blend can be switched on later). A model directory continuing this one's model (the reasoner)
         needs them to build the same prompts when loaded."""
         model_dir = Path(model_dir)
-        if self.titles is not None:
-            (model_dir / TITLES_FILE).write_text(json.dumps(self.titles))
-        if self.item_tokens is not None:
-            write_item_tokens(model_dir, self.item_tokens)
-        if not transitions:
-            return
-        if self.transitions is not None:
-            self.transitions.save(model_dir / TRANSITIONS_FILE)
-        else:
-            source = Path(self.info.get("members", [""])[0]) / TRANSITIONS_FILE
-            if source.is_file():
-                shutil.copyfile(source, model_dir / TRANSITIONS_FILE)
+        write_prompt_files(model_dir, self.titles, self.item_tokens, self.transitions if transitions else None)
+        source = Path(self.info.get("members", [""])[0]) / TRANSITIONS_FILE
+        if transitions and self.transitions is None and source.is_file():
+            shutil.copyfile(source, model_dir / TRANSITIONS_FILE)
 
     # -- recommending ----------------------------------------------------------------------------------------
     def prompts(
@@ -457,9 +449,22 @@ def read_item_tokens(model_dir: Path) -> list[str] | None:
     return items
 
 
-def write_item_tokens(model_dir: Path, items: Sequence[str]) -> None:
-    """Write a model directory's item token list (read_item_tokens)."""
-    (Path(model_dir) / ITEM_TOKENS_FILE).write_text(json.dumps(list(items)))
+def write_prompt_files(
+    model_dir: Path,
+    titles: dict[str, str] | None,
+    item_tokens: Sequence[str] | None,
+    transitions: TransitionTable | None,
+) -> None:
+    """Write into a model directory what its prompts are built from, each when given: the titles (titles.json),
+    the item token list (item_tokens.json, read_item_tokens) and the transition table (its hint lines and the
+    served blend). The one writer of these files, for training, saved recommenders and the reasoner."""
+    model_dir = Path(model_dir)
+    if titles is not None:
+        (model_dir / TITLES_FILE).write_text(json.dumps(titles))
+    if item_tokens is not None:
+        (model_dir / ITEM_TOKENS_FILE).write_text(json.dumps(list(item_tokens)))
+    if transitions is not None:
+        transitions.save(model_dir / TRANSITIONS_FILE)
 
 
 def prompt_token_budget(info: dict, n_levels: int) -> int:

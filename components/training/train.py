@@ -32,14 +32,12 @@ from components.runtime.language import item_token_map, sid_token_ids
 from components.runtime.recommender import (
     MODEL_INFO_FILE,
     SID_MAP_DIR,
-    TITLES_FILE,
     Recommender,
     model_info,
     prompt_settings,
     read_item_tokens,
-    write_item_tokens,
+    write_prompt_files,
 )
-from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 from components.training import distributed
@@ -625,11 +623,11 @@ def train_model(
     if init_from is not None:
         model, tokenizer = load_trained(Path(init_from))
         new_ids = None  # the SID rows are trained already
-        cfg = cfg.model_copy(update={"train": with_model_softmax(cfg.train, model)})
-        # the model's own item tokens (newer items are written by their SID), and the setting recorded with them
+        # the model's softmax and its own item tokens (newer items are written by their SID), with their setting
         items = read_item_tokens(Path(init_from))
         recorded = prompt_settings(model_info(Path(init_from)).get("train"))["item_tokens"] if items is not None else 0
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"item_tokens": recorded})})
+        train = with_model_softmax(cfg.train, model).model_copy(update={"item_tokens": recorded})
+        cfg = cfg.model_copy(update={"train": train})
     else:
         model, tokenizer = load_backbone(cfg.model)
         new_ids = add_sid_tokens(model, tokenizer, sidmap, seed=cfg.train.seed, init=cfg.train.sid_init)
@@ -661,7 +659,6 @@ def train_model(
         )
         histories = [list(h) for h in sample["history"]]
         targets = sample["target"].astype(str).tolist()
-        served_titles = titles if cfg.train.include_titles_in_history else None
         contexts = contexts_of(sample) if cfg.train.context else None
 
         def valid_fn(m) -> float:
@@ -670,7 +667,7 @@ def train_model(
                 tokenizer,
                 sidmap,
                 beam_size=cfg.serving.beam_size,
-                titles=served_titles,
+                titles=history_titles,
                 uses_context=cfg.train.context,
                 transitions=transitions,
                 # the prompt settings (hint line) and the prompt length it is trained on
@@ -706,11 +703,8 @@ def train_model(
     model.save_pretrained(tmp, state_dict=full_state)  # full_state: the gathered fsdp weights, else None
     tokenizer.save_pretrained(tmp)
     sidmap.save(tmp / SID_MAP_DIR)
-    transitions.save(tmp / TRANSITIONS_FILE)
-    if cfg.train.include_titles_in_history:  # served prompts must carry the titles training's prompts did
-        (tmp / TITLES_FILE).write_text(json.dumps(titles))
-    if items is not None:  # served prompts must write the item tokens training's prompts did
-        write_item_tokens(tmp, items)
+    # served prompts are built from the same titles, item tokens and transitions as training's prompts
+    write_prompt_files(tmp, history_titles, items, transitions)
     info = {
         "backbone": cfg.model.backbone,
         "model": cfg.model.model_dump(),

@@ -75,13 +75,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = decoding_parser(__doc__, "runs/segments")
     args = parser.parse_args(argv)
     cfg, examples, recommender = valid_recommender(args)
-    train = load_split_examples(cfg.path(cfg.data.splits_dir), "train")
-    table = TransitionTable.from_examples(train["history"], train["target"].astype(str))
+    markov = LastItemMarkov().fit(load_split_examples(cfg.path(cfg.data.splits_dir), "train"))
     histories = [[str(i) for i in h] for h in examples["history"]]
     targets = examples["target"].astype(str).tolist()
     model = [[item for item, _ in row] for row in recommender.recommend(histories, K, batch_size=cfg.eval.batch_size)]
-    markov = LastItemMarkov().fit(train).recommend(histories, K)
-    result = segment_table(histories, targets, {"model": model, "markov": markov}, table)
+    ranked = {"model": model, "markov": markov.recommend(histories, K)}
+    result = segment_table(histories, targets, ranked, markov.table)  # the segments read Markov's own counts
     out = PROJECT_ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     record = {"models": args.model_dirs, "beam_size": recommender.beam_size, "rows": len(targets), "segments": result}

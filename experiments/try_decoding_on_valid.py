@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from components.config import PROJECT_ROOT, Config, load_config
 from components.data.splits import load_split_examples
+from components.errors import SidrecError
 from components.evaluation.evaluate import score_recommender
 from components.runtime import beam
 from components.runtime.recommender import Recommender
@@ -94,17 +97,21 @@ def decoding_parser(doc: str, out: str) -> argparse.ArgumentParser:
 
 
 def valid_recommender(args: argparse.Namespace) -> tuple[Config, pd.DataFrame, Recommender]:
-    """(config, valid examples, the models served as one recommender at the chosen beam width)."""
-    cfg = load_config(args.config)
-    examples = load_split_examples(cfg.path(cfg.data.splits_dir), "valid")
-    examples = examples.head(args.limit) if args.limit else examples
-    dirs = args.model_dirs
-    recommender = Recommender.from_pretrained(
-        dirs if len(dirs) > 1 else dirs[0],
-        device=cfg.train.device,
-        dtype="float32",
-        beam_size=args.beam_size or cfg.serving.beam_size,
-    )
+    """(config, valid examples, the models served as one recommender at the chosen beam width). A bad config,
+    split or model directory exits with its one-line message (SystemExit), not a traceback."""
+    try:
+        cfg = load_config(args.config)
+        examples = load_split_examples(cfg.path(cfg.data.splits_dir), "valid")
+        examples = examples.head(args.limit) if args.limit else examples
+        dirs = args.model_dirs
+        recommender = Recommender.from_pretrained(
+            dirs if len(dirs) > 1 else dirs[0],
+            device=cfg.train.device,
+            dtype="float32",
+            beam_size=args.beam_size or cfg.serving.beam_size,
+        )
+    except SidrecError as e:
+        raise SystemExit(f"{Path(sys.argv[0]).stem}: {e}") from None
     return cfg, examples, recommender
 
 

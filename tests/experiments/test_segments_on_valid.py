@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from components.config import PROJECT_ROOT
 from components.runtime.transitions import TransitionTable
-from experiments.segments_on_valid import segment, segment_table
+from experiments.segments_on_valid import main, segment, segment_table
 
 TABLE = TransitionTable.from_examples(
     [["a"], ["x", "a"], ["y", "a"], ["b"], ["c"], ["d"], ["d"], ["d"]],
@@ -41,3 +42,19 @@ def test_each_ranking_is_scored_on_its_segments_rows_and_on_all():
     assert table["all"]["rows"] == 3
     assert table["all"]["share"] == 1.0
     assert table["all"]["markov"]["HR@10"] == 1.0
+
+
+def test_a_missing_model_directory_is_one_line_not_a_traceback(tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        main(
+            [
+                str(tmp_path / "nope"),
+                "--config",
+                str(PROJECT_ROOT / "configs" / "benchmark.yaml"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+    message = str(exited.value)
+    assert "not a trained model directory" in message and str(tmp_path / "nope") in message
+    assert "\n" not in message and not (tmp_path / "out").exists()

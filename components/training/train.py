@@ -610,6 +610,7 @@ def train_model(
     select_examples: pd.DataFrame | None,
     out_dir: Path,
     init_from: Path | None = None,
+    on_valid: Callable[[pd.DataFrame, list[list[str]]], None] | None = None,
 ) -> Path:
     """Backbone + SID vocabulary + task mix -> a trained model directory (runtime.recommender's layout).
 
@@ -617,7 +618,9 @@ def train_model(
     eval.max_examples of them, decoded as served (runtime.Recommender); they must not be the rows a promotion
     gate later scores the model on. `init_from`: a trained model directory of the same SID lineage to continue
     from (a warm start: its SID tokens, softmax kind and weights are kept; no token warm-up). The directory is
-    written whole (a staging directory renamed into place).
+    written whole (a staging directory renamed into place). `on_valid(sample, top10_lists)` is called after
+    each end-of-epoch score with the sampled rows and their decoded lists, for experiments that read per-row
+    results (experiments/epoch_pick_on_valid.py compares epoch-pick rules with it); training ignores it.
     """
     out_dir = Path(out_dir)
     if init_from is not None:
@@ -676,6 +679,8 @@ def train_model(
             )
             rows = recommender.recommend(histories, 10, contexts=contexts, batch_size=cfg.eval.batch_size)
             ranked = [[i for i, _ in row] for row in rows]
+            if on_valid is not None:
+                on_valid(sample, ranked)
             return hit_rate_ndcg(ranked, targets, [10])["HR@10"]
 
     stats = train_causal_lm(

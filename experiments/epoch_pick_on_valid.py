@@ -70,10 +70,10 @@ def pick(curve: list[float], patience: int | None) -> int:
 
 def run(args: argparse.Namespace) -> Path:
     """Train one seed for the whole schedule and store every epoch's per-row ranks on valid (ranks.json)."""
+    overrides = json.loads(args.overrides)  # a typo fails before any data is read
     cfg = load_config(args.config)
     splits = load_splits(cfg.path(cfg.data.splits_dir))
     valid = splits["valid"].reset_index(drop=True)
-    overrides = json.loads(args.overrides)
     overrides.setdefault("train", {}).update({"seed": args.seed, "patience": None})
     overrides.setdefault("eval", {})["max_examples"] = len(valid)  # every valid row, every epoch
     cfg = load_config(args.config, overrides)
@@ -186,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     try:
         print(run(args) if args.command == "run" else compare(args))
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"epoch_pick_on_valid: the overrides are not JSON ({e}): {args.overrides!r}") from None
+    except json.JSONDecodeError as e:  # the overrides (run) or a run's ranks.json (compare)
+        what = f"the overrides {args.overrides!r}" if args.command == "run" else "a run's ranks.json"
+        raise SystemExit(f"epoch_pick_on_valid: {what} is not JSON ({e})") from None
     except (SidrecError, FileNotFoundError) as e:
         raise SystemExit(f"epoch_pick_on_valid: {e}") from None
 

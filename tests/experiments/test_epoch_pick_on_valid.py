@@ -67,3 +67,18 @@ def test_a_missing_run_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as exited:
         main(["compare", str(tmp_path / "nope")])
     assert "epoch_pick_on_valid:" in str(exited.value) and "\n" not in str(exited.value)
+
+
+def test_a_broken_ranks_file_is_one_line(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "ranks.json").write_text("{not json")
+    with pytest.raises(SystemExit) as exited:
+        main(["compare", str(tmp_path / "r")])
+    assert "ranks.json is not JSON" in str(exited.value) and "\n" not in str(exited.value)
+
+
+def test_overrides_that_are_not_json_are_one_line(tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "x", "--overrides", "{train: 1", "--out", str(tmp_path / "ep")])
+    assert "the overrides '{train: 1' is not JSON" in str(exited.value)
+    assert not (tmp_path / "ep").exists()

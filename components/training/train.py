@@ -326,7 +326,7 @@ def _save_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _past_patience(history: list[dict], patience: int | None) -> bool:
+def past_patience(history: list[dict], patience: int | None) -> bool:
     """The last `patience` valid scores in `history` all came after the best one (none beat it).
 
     Read from the history, not a counter, so a run resumed from its checkpoint stops where it would have."""
@@ -542,7 +542,7 @@ def _train(
                 log.info("step %d valid %.4f", step, score)
                 if score > best:
                     best, best_state = score, copy.deepcopy(kept.state_dict())
-                if _past_patience(history, cfg.patience):
+                if past_patience(history, cfg.patience):
                     log.info("step %d: no better valid score in %d evaluations, stopping early", step, cfg.patience)
                     stop_steps = step  # both loops end here; the best weights are restored below
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and ctx.is_main:

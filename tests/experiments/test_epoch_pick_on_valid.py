@@ -1,25 +1,13 @@
-"""experiments.epoch_pick_on_valid: per-row ranks, the patience rule, and a whole run + compare on tiny data."""
+"""experiments.epoch_pick_on_valid: the patience rule, the halves, and a whole run + compare on tiny data."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.epoch_pick_on_valid import compare_run, halves, main, pick, row_scores, target_ranks
-
-
-def test_a_targets_rank_is_its_place_in_the_top_10_or_zero():
-    ranked = [["a", "b", "c"], ["x"], [str(i) for i in range(12)]]
-    assert target_ranks(ranked, ["c", "a", "11"]) == [3, 0, 0]
-
-
-def test_row_scores_are_hit_and_ndcg_at_10():
-    hit, ndcg = row_scores(np.array([[1, 0, 3]]))
-    assert hit.tolist() == [[1.0, 0.0, 1.0]]
-    assert ndcg[0].tolist() == pytest.approx([1.0, 0.0, 0.5])
+from experiments.epoch_pick_on_valid import SAMPLE_RULE, compare_run, halves, main, pick
 
 
 @pytest.mark.parametrize(
@@ -45,8 +33,8 @@ def test_each_rule_is_scored_on_the_half_it_did_not_pick_on():
     users = [f"u{i}" for i in range(40)]
     half = halves(pd.Series(users))
     # epoch 1 is right on half 0 only, epoch 2 on half 1 only: each pick then scores 0 on the other half
-    ranks = [[1 if h == 0 else 0 for h in half], [1 if h == 1 else 0 for h in half]]
-    rows = compare_run({"name": "r", "seed": 0, "users": users, "ranks": ranks})
+    hits = [[1.0 if h == 0 else 0.0 for h in half], [1.0 if h == 1 else 0.0 for h in half]]
+    rows = compare_run({"name": "r", "seed": 0, "patience": 4, "users": users, "hr10": hits, "ndcg10": hits})
     whole = [r for r in rows if r["rule"] == "HR@10, whole half"]
     assert [(r["picked on half"], r["epoch"]) for r in whole] == [(0, 1), (1, 2)]
     assert all(r["hr10"].sum() == 0 for r in whole)
@@ -55,12 +43,12 @@ def test_each_rule_is_scored_on_the_half_it_did_not_pick_on():
 def test_a_run_stores_every_epochs_ranks_and_compare_reads_them(tiny_benchmark, tmp_path, capsys):
     cfg = tiny_benchmark(overrides={"train": {"epochs": 2}})
     main(["run", "t", "--seed", "0", "--config", str(cfg), "--out", str(tmp_path / "ep")])
-    result = json.loads((tmp_path / "ep" / "t" / "ranks.json").read_text())
-    assert len(result["ranks"]) == 2 and len(result["ranks"][0]) == len(result["users"])
-    assert result["overrides"]["train"]["patience"] is None
+    result = json.loads((tmp_path / "ep" / "t" / "per_row.json").read_text())
+    assert len(result["hr10"]) == 2 and len(result["hr10"][0]) == len(result["users"]) == len(result["ndcg10"][1])
+    assert json.loads((tmp_path / "ep" / "t" / "sidrec_model.json").read_text())["train"]["patience"] is None
     main(["compare", str(tmp_path / "ep" / "t"), "--out", str(tmp_path / "cmp")])
     table = (tmp_path / "cmp" / "compare.md").read_text()
-    assert "HR@10, 800-row sample (in use)" in table and "| +0.0000 ± 0.0000 |" in table
+    assert SAMPLE_RULE in table and "| +0.0000 ± 0.0000 |" in table
 
 
 def test_a_missing_run_is_one_line(tmp_path):
@@ -71,10 +59,10 @@ def test_a_missing_run_is_one_line(tmp_path):
 
 def test_a_broken_ranks_file_is_one_line(tmp_path):
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "ranks.json").write_text("{not json")
+    (tmp_path / "r" / "per_row.json").write_text("{not json")
     with pytest.raises(SystemExit) as exited:
         main(["compare", str(tmp_path / "r")])
-    assert "ranks.json is not JSON" in str(exited.value) and "\n" not in str(exited.value)
+    assert "per_row.json is not JSON" in str(exited.value) and "\n" not in str(exited.value)
 
 
 def test_overrides_that_are_not_json_are_one_line(tmp_path):

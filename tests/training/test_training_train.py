@@ -23,8 +23,8 @@ from components.sids.sidmap import SidMap
 from components.training.examples import build_training_texts, item_token_items, next_item_examples
 from components.training.train import (
     _batch,
-    _past_patience,
     _sid_loss,
+    past_patience,
     tokenize_pairs,
     train_causal_lm,
     train_model,
@@ -288,9 +288,9 @@ def test_patience_stops_a_run_past_its_best_epoch_with_the_best_weights(world, t
 def test_past_patience_counts_scores_after_the_first_best():
     history = [{"step": 1, "valid": 0.2}, {"step": 2, "loss": 3.0}, {"step": 3, "valid": 0.2}]
     history.append({"step": 4, "valid": 0.1})
-    assert _past_patience(history, 2)  # the tie at step 3 is not an improvement
-    assert not _past_patience(history, 3)
-    assert not _past_patience(history, None) and not _past_patience([], 1)
+    assert past_patience(history, 2)  # the tie at step 3 is not an improvement
+    assert not past_patience(history, 3)
+    assert not past_patience(history, None) and not past_patience([], 1)
 
 
 def test_ema_keeps_the_moving_average_of_the_live_weights_and_resumes_exactly(world, tmp_path):

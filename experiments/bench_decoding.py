@@ -78,7 +78,7 @@ def floor_seconds(model, tokenizer, trie, prompts, beam) -> float:
     t0 = time.perf_counter()
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
     total = time.perf_counter() - t0
-    cache = out.past_key_values
+    cache = out.cache
     cache.batch_repeat_interleave(beam)
     mask = mask.repeat_interleave(beam, 0)
     next_pos = pos[:, -1:].repeat_interleave(beam, 0) + 1
@@ -89,7 +89,7 @@ def floor_seconds(model, tokenizer, trie, prompts, beam) -> float:
         t0 = time.perf_counter()
         out = model(input_ids=tokens, attention_mask=mask, position_ids=next_pos, cache=cache, logits_to_keep=1)
         total += time.perf_counter() - t0
-        cache, next_pos = out.past_key_values, next_pos + 1
+        cache, next_pos = out.cache, next_pos + 1
     return total
 
 

@@ -61,7 +61,7 @@ class HFRunner:
         out = self.base(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=None, use_cache=True
         )
-        self.cache, self.mask = out.past_key_values, attention_mask
+        self.cache, self.mask = out.cache, attention_mask
         return out.last_hidden_state[:, -1]
 
     def expand(self, beams: int) -> None:
@@ -74,7 +74,7 @@ class HFRunner:
         out = self.base(
             input_ids=tokens, attention_mask=self.mask, position_ids=positions, cache=self.cache, use_cache=True
         )
-        self.cache = out.past_key_values
+        self.cache = out.cache
         return out.last_hidden_state
 
     def reorder(self, order: torch.Tensor) -> None:

@@ -94,7 +94,7 @@ def candidate_logprobs(
     total = first.gather(1, codes[..., 0])
     if n_levels == 1:
         return total
-    cache = out.past_key_values
+    cache = out.cache
     cache.batch_repeat_interleave(n_cand)
     steps = n_levels - 1
     tokens = torch.stack([trie.level_token_ids[level][codes[..., level]] for level in range(steps)], -1)

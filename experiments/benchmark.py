@@ -25,6 +25,8 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -247,10 +249,8 @@ def train_or_reuse(
     Why: an ensemble benchmark trains many models for an hour or more; rerunning the command after a crash or
     after raising ensemble_size keeps the finished ones.
     """
-    if is_finished(cfg, sidmap, out_dir):
-        log.info("reusing the finished model in %s", out_dir)
-        return Path(out_dir)
-    return train_model(cfg, sidmap, catalog, train_examples, valid_examples, out_dir)
+    work = train_work(cfg, sidmap, catalog, train_examples, valid_examples, out_dir)
+    return Path(out_dir) if work is None else work[0](work[1])
 
 
 def _train_job(job: tuple) -> Path:
@@ -261,28 +261,74 @@ def _align_job(job: tuple) -> Path:
     return align_model(*job)
 
 
-def _in_processes(fn: Callable[[tuple], Path], jobs: list[tuple], parallel: int) -> None:
-    """fn(job) for each job, `parallel` spawned processes at a time (one job: in this process).
+Work = tuple[Callable[[tuple], Path], tuple]
 
-    Why processes: a small model trains on one thread (train.torch_threads) and leaves the other cores idle, and
-    ensemble members are independent."""
-    if parallel > 1 and len(jobs) > 1:
+
+@dataclass(frozen=True)
+class Task:
+    """One run in the benchmark's task graph. `work` is called in this process once every task named in `after`
+    is done and returns (fn, job) to run in a worker process, or None when there is nothing to run (a finished
+    model kept for a rerun, a seed whose alignment guard kept the supervised model)."""
+
+    name: str
+    work: Callable[[], Work | None]
+    after: tuple[str, ...] = ()
+
+
+def run_tasks(tasks: list[Task], parallel: int = 1) -> None:
+    """Run each task once the tasks it comes after are done, `parallel` spawned processes at a time (1: in this
+    process); among the ready tasks, list order goes first. A failing run raises its error here.
+
+    Why a graph, not stage by stage: with 3 seeds on 2 cores each stage's third run trained alone while the other
+    core idled (16 of the selection stage's 33 minutes); a seed's alignment and its retrain on train + valid need
+    only its own selection run, so they fill that core. Why processes: a small model trains on one thread
+    (train.torch_threads), and the runs are independent."""
+    names = [t.name for t in tasks]
+    unknown = sorted({d for t in tasks for d in t.after} - set(names))
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"task graph: duplicate names or unknown dependencies {unknown} in {names}")
+    pending, done = list(tasks), set()
+
+    def next_ready() -> Task | None:
+        return next((t for t in pending if set(t.after) <= done), None)
+
+    if parallel <= 1:
+        while (task := next_ready()) is not None:
+            pending.remove(task)
+            if (work := task.work()) is not None:
+                work[0](work[1])
+            done.add(task.name)
+    else:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(max_workers=min(parallel, len(jobs)), mp_context=context) as pool:
-            list(pool.map(fn, jobs))
-    else:
-        for job in jobs:
-            fn(job)
+        running: dict[Future, str] = {}
+        with ProcessPoolExecutor(max_workers=parallel, mp_context=context) as pool:
+            while True:
+                while len(running) < parallel and (task := next_ready()) is not None:
+                    pending.remove(task)
+                    if (work := task.work()) is None:
+                        done.add(task.name)
+                    else:
+                        running[pool.submit(*work)] = task.name
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    future.result()
+                    done.add(name)
+    if pending:
+        raise ValueError(f"task graph: {[t.name for t in pending]} wait on each other (a cycle)")
 
 
-def train_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
-    """train_model for each (cfg, sidmap, catalog, train, valid, out_dir) job not finished yet (is_finished),
-    `parallel` processes at a time. Finished models are skipped before anything is started."""
-    _in_processes(_train_job, [job for job in jobs if not is_finished(job[0], job[1], job[5])], parallel)
-    return [Path(job[5]) for job in jobs]
+def train_work(cfg: Config, sidmap, catalog: pd.DataFrame, train, valid, out_dir: Path) -> Work | None:
+    """train_model's job, None when out_dir already holds that finished model (is_finished)."""
+    if is_finished(cfg, sidmap, out_dir):
+        log.info("reusing the finished model in %s", out_dir)
+        return None
+    return _train_job, (cfg, sidmap, catalog, train, valid, out_dir)
 
 
 def alignment_record(out_dir: Path) -> dict | None:
@@ -304,19 +350,29 @@ def is_aligned(cfg: Config, model_dir: Path, out_dir: Path) -> bool:
     )
 
 
-def align_all(jobs: list[tuple], parallel: int = 1) -> list[Path]:
-    """align_model for each (cfg, model_dir, train_examples, select_examples, out_dir) job, `parallel` processes
-    at a time; an out_dir that already holds that alignment (is_aligned) is kept: a rerun after a crash aligns
-    only what is missing."""
-    _in_processes(_align_job, [job for job in jobs if not is_aligned(job[0], job[1], job[4])], parallel)
-    return [Path(job[4]) for job in jobs]
+def align_work(cfg: Config, model_dir: Path, train, select, out_dir: Path) -> Work | None:
+    """align_model's job, None when out_dir already holds that alignment (is_aligned): a rerun after a crash
+    aligns only what is missing."""
+    if is_aligned(cfg, model_dir, out_dir):
+        return None
+    return _align_job, (cfg, model_dir, train, select, out_dir)
+
+
+def aligned_dir(model_dir: Path) -> Path:
+    """Where a model's alignment is published: <model_dir>_aligned."""
+    return Path(model_dir).with_name(Path(model_dir).name + "_aligned")
+
+
+def kept_epochs(aligned: Path) -> int | None:
+    """The alignment epoch a valid-stage model's guard kept on valid (None: it kept the supervised model): how
+    long the seed's final model is aligned."""
+    record = alignment_record(aligned) or {}
+    return record.get("best_epoch") if record.get("kept") == "aligned" else None
 
 
 def aligned_epochs(model_dirs: list[Path]) -> list[int | None]:
-    """Per valid-stage model, the alignment epoch its guard kept on the valid sample (None: the guard kept the
-    supervised model): how long each seed's final model is aligned."""
-    records = [alignment_record(d) or {} for d in model_dirs]
-    return [r.get("best_epoch") if r.get("kept") == "aligned" else None for r in records]
+    """kept_epochs of each valid-stage model."""
+    return [kept_epochs(d) for d in model_dirs]
 
 
 def selected_run(cfg: Config, epochs: float, seed: int | None = None) -> Config:
@@ -359,6 +415,51 @@ def final_runs(cfg: Config, epochs: float | list[float], first_dir: Path) -> lis
     if len(counts) != len(pairs):
         raise ValueError(f"{len(counts)} selected epoch counts for {len(pairs)} seeds (benchmark.ensemble_size)")
     return [(selected_run(cfg, e, s), d) for (s, d), e in zip(pairs, counts, strict=True)]
+
+
+STAGES = ("select", "align", "retrain", "final_align")
+
+
+def final_seed_tasks(
+    i: int,
+    run: Callable[[], Config],
+    final_dir: Path,
+    sidmap: SidMap,
+    catalog: pd.DataFrame,
+    fit: pd.DataFrame,
+    align_epochs: Callable[[], int | None] | None = None,
+    retrain_after: tuple[str, ...] = (),
+    align_after: tuple[str, ...] = (),
+) -> list[Task]:
+    """Seed i's final runs: retrain{i}, `run()`'s settings (selected_run) trained on `fit` (train + valid), then,
+    with `align_epochs`, final_align{i}: that model aligned on `fit` for `align_epochs()` epochs with no guard
+    (nothing is left to select on; None keeps it supervised). Both are read when the task starts, so they can
+    come from runs earlier in the graph (`retrain_after`, `align_after`)."""
+
+    def retrain() -> Work | None:
+        return train_work(run(), sidmap, catalog, fit, None, final_dir)
+
+    tasks = [Task(f"retrain{i}", retrain, retrain_after)]
+    if align_epochs is not None:
+
+        def final_align() -> Work | None:
+            n = align_epochs()
+            return None if n is None else align_work(_align_for(run(), n), final_dir, fit, None, aligned_dir(final_dir))
+
+        tasks.append(Task(f"final_align{i}", final_align, (f"retrain{i}", *align_after)))
+    return tasks
+
+
+def final_models(final_dirs: list[Path], align_epochs: list[int | None] | None) -> list[Path]:
+    """The served final models: each seed's aligned model where its valid stage kept an alignment."""
+    counts = align_epochs if align_epochs is not None else [None] * len(final_dirs)
+    return [aligned_dir(d) if n is not None else d for d, n in zip(final_dirs, counts, strict=True)]
+
+
+def in_stage_order(tasks: list[Task]) -> list[Task]:
+    """Tasks listed stage by stage (STAGES), seeds in order within a stage: a free worker takes the earliest
+    stage's ready run, so the next selection run starts before any alignment or retrain."""
+    return sorted(tasks, key=lambda t: STAGES.index(t.name.rstrip("0123456789")))
 
 
 def _train_seconds(model_dirs: list[Path]) -> float:
@@ -417,46 +518,57 @@ def benchmark_generative(
     "valid_ensemble" / "test_ensemble" for benchmark.ensemble_size > 1, "valid_blend" / "test_blend" /
     "blend_weight" for benchmark.blend_transitions and "valid_rerank" / "test_rerank" for benchmark.rerank (both
     start from the ensemble when there is one). valid_only: the valid entries only (no retrain, no test).
-    final_sid_map: a prebuilt train + valid map for the retrain (final_test's prebuilt_sid_map).
+    final_sid_map: a prebuilt train + valid map for the retrain (prepare_final_sid_map's `prebuilt`).
+
+    Every training and alignment run is one task graph (run_tasks, benchmark.ensemble_jobs processes): per seed
+    select -> align (on train, kept on valid) and select -> retrain (train + valid, at the selected epoch) ->
+    final_align (as long as align kept). A seed's later runs need only its own earlier ones, so they fill a
+    core another seed's selection run leaves free; each run is the same as when the stages ran one after another.
     """
     bench = settings(cfg)
     runs = selection_runs(cfg, out_dir / "model_train")
-    supervised = train_all(
-        [(c, sidmap, catalog, splits["train"], splits["valid"], d) for c, d in runs], bench.ensemble_jobs
-    )
+    train, valid = splits["train"], splits["valid"]
+    final_map = None if valid_only else prepare_final_sid_map(cfg, catalog, out_dir / "model_final", final_sid_map)
+    final_dirs = [d for _, d in seed_dirs(cfg, out_dir / "model_final")]
+    fit = fit_split(splits, "test")
+    tasks: list[Task] = []
+    for i, ((c, d), f) in enumerate(zip(runs, final_dirs, strict=True)):
+        tasks.append(Task(f"select{i}", partial(train_work, c, sidmap, catalog, train, valid, d)))
+        if cfg.align.enabled:  # aligned on train rows, its alignment epoch kept by the guard on valid
+            tasks.append(Task(f"align{i}", partial(align_work, c, d, train, valid, aligned_dir(d)), (f"select{i}",)))
+        if final_map is not None:
+            tasks += final_seed_tasks(
+                i,
+                partial(_selected_retrain, cfg, d, c.train.seed),
+                f,
+                final_map,
+                catalog,
+                fit,
+                partial(kept_epochs, aligned_dir(d)) if cfg.align.enabled else None,
+                retrain_after=(f"select{i}",),
+                align_after=(f"align{i}",),
+            )
+    run_tasks(in_stage_order(tasks), bench.ensemble_jobs)
+    supervised = [d for _, d in runs]
     epochs = [selected_epochs(d, cfg.train.epochs) for d in supervised]
     align_epochs = None
-    if cfg.align.enabled:  # each seed aligned on train rows, its alignment epoch kept by the guard on valid
-        jobs = [
-            (c, d, splits["train"], splits["valid"], d.with_name(d.name + "_aligned"))
-            for (c, _), d in zip(runs, supervised, strict=True)
-        ]
-        supervised = align_all(jobs, bench.ensemble_jobs)
+    if cfg.align.enabled:
+        supervised = [aligned_dir(d) for d in supervised]
         align_epochs = aligned_epochs(supervised)
     model_dir, *members = supervised
     out: dict = {}
-    out["valid"], candidates = score_models(cfg, [model_dir], splits["valid"])
+    out["valid"], candidates = score_models(cfg, [model_dir], valid)
     out["selected_epochs"] = epochs
     if align_epochs is not None:
         out["aligned_epochs"] = align_epochs
     if members:
-        each = [out["valid"], *(score_models(cfg, [m], splits["valid"])[0] for m in members)]
+        each = [out["valid"], *(score_models(cfg, [m], valid)[0] for m in members)]
         out["valid_one_model"] = seed_mean(each)
-        out["valid_ensemble"], candidates = score_models(cfg, [model_dir, *members], splits["valid"])
+        out["valid_ensemble"], candidates = score_models(cfg, [model_dir, *members], valid)
     test_candidates = None
     if not valid_only:
-        out.update(
-            final_test(
-                cfg,
-                catalog,
-                splits,
-                epochs,
-                out_dir / "model_final",
-                keep_candidates=True,
-                prebuilt_sid_map=final_sid_map,
-                align_epochs=align_epochs,
-            )
-        )
+        out.update(score_final(cfg, splits, final_models(final_dirs, align_epochs), keep_candidates=True))
+        out.update({"selected_epochs": epochs, "sid_version": final_map.version})
         test_candidates = out.pop("test_candidates")
     scored = ("valid",) if valid_only else ("valid", "test")
     if bench.blend_transitions:
@@ -559,6 +671,32 @@ def best_variant(results: dict[str, dict]) -> str | None:
     return max(scored, key=lambda n: (scored[n]["HR@10"], scored[n]["NDCG@10"])) if scored else None
 
 
+def prepare_final_sid_map(cfg: Config, catalog: pd.DataFrame, out_dir: Path, prebuilt: Path | None = None) -> SidMap:
+    """The final models' map in out_dir/../<out_dir name>_sid_map: rebuilt on the train + valid events, or
+    `prebuilt` (built on them with the same settings, e.g. by the CPU headline) copied."""
+    sid_dir = Path(out_dir).with_name(Path(out_dir).name + "_sid_map")
+    if prebuilt is not None:
+        return copy_prebuilt_sid_map(cfg, prebuilt, sid_dir)
+    return build_sids(catalog, fit_period_events(read_events_for(cfg), "test"), cfg.sids, sid_dir)
+
+
+def score_final(
+    cfg: Config, splits: dict[str, pd.DataFrame], finals: list[Path], keep_candidates: bool = False
+) -> dict:
+    """Test scored once: the first final model ("test"), with more seeds their mean ("test_one_model") and the
+    models decoded together ("test_ensemble"). With keep_candidates, "test_candidates" holds the beam candidates
+    of the last scored model (the ensemble when there is one)."""
+    final_dir, *members = finals
+    out: dict = {}
+    out["test"], candidates = score_models(cfg, [final_dir], splits["test"])
+    if members:
+        out["test_one_model"] = seed_mean([out["test"], *(score_models(cfg, [m], splits["test"])[0] for m in members)])
+        out["test_ensemble"], candidates = score_models(cfg, [final_dir, *members], splits["test"])
+    if keep_candidates:
+        out["test_candidates"] = candidates
+    return out
+
+
 def final_test(
     cfg: Config,
     catalog: pd.DataFrame,
@@ -569,40 +707,34 @@ def final_test(
     prebuilt_sid_map: Path | None = None,
     align_epochs: list[int | None] | None = None,
 ) -> dict:
-    """Rebuild the SIDs on train + valid events, retrain on train + valid for the selected epochs (nothing is
-    picked on test) and score test once; the same for the ensemble with benchmark.ensemble_size > 1
-    ("test_ensemble"), each seed for its own count when `epochs` is a list (final_runs). The map goes to
-    out_dir/../<out_dir name>_sid_map. With keep_candidates, "test_candidates" holds the beam candidates of the
-    last scored model (the ensemble when there is one). `prebuilt_sid_map`: that map (built on train + valid
-    events with the same settings, e.g. by the CPU headline) instead of a rebuild. `align_epochs`: per seed, the
-    alignment epochs its valid-stage model kept (aligned_epochs): each final model is aligned that long on the
-    train + valid rows with no guard (nothing is left to select on), None keeps it supervised.
+    """Rebuild the SIDs on train + valid events (prepare_final_sid_map), retrain on train + valid for the selected
+    epochs (nothing is picked on test) and score test once (score_final); the same for the ensemble with
+    benchmark.ensemble_size > 1, each seed for its own count when `epochs` is a list (final_runs).
+    `align_epochs`: per seed, the alignment epochs its valid-stage model kept (aligned_epochs): each final model is
+    aligned that long on the train + valid rows with no guard, None keeps it supervised. The whole benchmark runs
+    these same tasks inside its own graph (benchmark_generative); this is the final stage alone (the GPU recipe).
     """
-    sid_dir = Path(out_dir).with_name(Path(out_dir).name + "_sid_map")
-    if prebuilt_sid_map is not None:
-        sidmap = copy_prebuilt_sid_map(cfg, prebuilt_sid_map, sid_dir)
-    else:
-        sidmap = build_sids(catalog, fit_period_events(read_events_for(cfg), "test"), cfg.sids, sid_dir)
+    sidmap = prepare_final_sid_map(cfg, catalog, out_dir, prebuilt_sid_map)
     fit = fit_split(splits, "test")
     runs = final_runs(cfg, epochs, out_dir)
-    finals = train_all([(c, sidmap, catalog, fit, None, d) for c, d in runs], settings(cfg).ensemble_jobs)
-    if align_epochs is not None:
-        jobs = [
-            (_align_for(c, n), d, fit, None, d.with_name(d.name + "_aligned"))
-            for (c, _), d, n in zip(runs, finals, align_epochs, strict=True)
-            if n is not None
-        ]
-        aligned = iter(align_all(jobs, settings(cfg).ensemble_jobs))
-        finals = [next(aligned) if n is not None else d for d, n in zip(finals, align_epochs, strict=True)]
-    final_dir, *members = finals
-    out: dict = {"selected_epochs": epochs, "sid_version": sidmap.version}
-    out["test"], candidates = score_models(cfg, [final_dir], splits["test"])
-    if members:
-        out["test_one_model"] = seed_mean([out["test"], *(score_models(cfg, [m], splits["test"])[0] for m in members)])
-        out["test_ensemble"], candidates = score_models(cfg, [final_dir, *members], splits["test"])
-    if keep_candidates:
-        out["test_candidates"] = candidates
-    return out
+    counts = align_epochs if align_epochs is not None else [None] * len(runs)
+    tasks: list[Task] = []
+    for i, ((c, d), n) in enumerate(zip(runs, counts, strict=True)):
+        kept = partial(_given, n) if align_epochs is not None else None
+        tasks += final_seed_tasks(i, partial(_given, c), d, sidmap, catalog, fit, kept)
+    run_tasks(in_stage_order(tasks), settings(cfg).ensemble_jobs)
+    out = score_final(cfg, splits, final_models([d for _, d in runs], align_epochs), keep_candidates)
+    return {"selected_epochs": epochs, "sid_version": sidmap.version, **out}
+
+
+def _given(value):
+    """`value` itself: a count or a config known before the graph runs, where final_seed_tasks takes a callable."""
+    return value
+
+
+def _selected_retrain(cfg: Config, select_dir: Path, seed: int) -> Config:
+    """The retrain of the selection run in select_dir: selected_run at the epoch its valid curve picked."""
+    return selected_run(cfg, selected_epochs(select_dir, cfg.train.epochs), seed)
 
 
 def _align_for(cfg: Config, epochs: int) -> Config:

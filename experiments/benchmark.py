@@ -568,7 +568,7 @@ def benchmark_generative(
     test_candidates = None
     if not valid_only:
         out.update(score_final(cfg, splits, final_models(final_dirs, align_epochs), keep_candidates=True))
-        out.update({"selected_epochs": epochs, "sid_version": final_map.version})
+        out["sid_version"] = final_map.version
         test_candidates = out.pop("test_candidates")
     scored = ("valid",) if valid_only else ("valid", "test")
     if bench.blend_transitions:

@@ -385,8 +385,6 @@ def _train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
     ctx, device = distributed.init(cfg.device)
     model.to(device)
     sid_ids = sid_ids.to(device) if sid_ids is not None else None
@@ -623,6 +621,11 @@ def train_model(
     results (experiments/epoch_pick_on_valid.py compares epoch-pick rules with it); training ignores it.
     """
     out_dir = Path(out_dir)
+    # before any numeric work: the SID rows' codebook start (a PCA projection) is a float reduction whose last
+    # bits follow the thread count, so a run set later got other weights as the first run of a process (the
+    # default: every core) than as a later one, and another machine's core count changed them too
+    if cfg.train.torch_threads:
+        torch.set_num_threads(cfg.train.torch_threads)
     if init_from is not None:
         model, tokenizer = load_trained(Path(init_from))
         new_ids = None  # the SID rows are trained already

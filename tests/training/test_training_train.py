@@ -197,6 +197,29 @@ def test_device_names_resolve_and_a_missing_gpu_is_an_error():
     assert load_config(None).train.device == "cpu"  # CPU unless a deployment asks for a GPU
 
 
+def test_train_model_sets_its_thread_count_before_the_sid_rows_start(world, tmp_path, monkeypatch):
+    """The codebook start is a float reduction whose last bits follow the thread count: set after it, the first
+    run of a process (every core) and a later one (train.torch_threads) trained other models from one config."""
+    import components.training.train as train_module
+
+    cfg, catalog, _, sidmap, splits = world
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("stop after the SID rows")
+
+    monkeypatch.setattr(train_module, "add_sid_tokens", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # a fresh process on a 2-core machine
+    try:
+        with pytest.raises(RuntimeError, match="stop after"):
+            train_model(cfg, sidmap, catalog, splits["train"], None, tmp_path / "model")
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [cfg.train.torch_threads] == [1]
+
+
 def test_codebook_init_makes_similar_codes_start_similar(world, tmp_path):
     cfg, catalog, events, _, _ = world
     built = build_sids(catalog, events, SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8), tmp_path)

@@ -385,6 +385,8 @@ def _train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    if cfg.torch_threads:  # for callers of train_causal_lm (reasoning); train_model has set it before its init
+        torch.set_num_threads(cfg.torch_threads)
     ctx, device = distributed.init(cfg.device)
     model.to(device)
     sid_ids = sid_ids.to(device) if sid_ids is not None else None

@@ -131,6 +131,11 @@ class TrainConfig(_Section):
     item_tokens: int = Field(0, ge=0)
     # extra next-item examples with the history cut to its last 1..len-1 items, per next-item example
     weight_suffix_crops: float = 0.0
+    # extra examples per next-item example whose completion is an item the user bought 2..future_horizon steps
+    # after the prompt's history instead of the next one (training.examples.future_target_examples): what a user
+    # buys later also says what the history is about. Context and hint lines are left out of these prompts
+    weight_future_targets: float = Field(0.0, ge=0)
+    future_horizon: int = Field(2, ge=2, le=20)
     # SID-level softmax: a SID token's loss is normalised over its level's codes only (not the 49k-token
     # vocabulary), the same set constrained decoding chooses from. Decoding of such a model normalises the same
     # way (recorded as config.sid_level_softmax). On CPU it also skips most of the output layer.

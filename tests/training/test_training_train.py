@@ -380,6 +380,39 @@ def test_recent_copies_repeat_each_users_newest_row_only():
     )
 
 
+def test_future_targets_pair_a_prompt_with_later_items_of_its_own_sequence_only(world):
+    from components.training.examples import future_target_examples
+
+    _, _, _, sidmap, _ = world
+    i = list(sidmap.item_ids)
+    # user a: i0 -> i1 -> i2 -> i3 (rows shuffled); user b: i4 -> i5, then a gap (its next row does not continue it)
+    rows = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "a", "b", "a"],
+            "history": [[i[0], i[1]], [i[4]], [i[0]], [i[6]], [i[0], i[1], i[2]]],
+            "target": [i[2], i[5], i[1], i[7], i[3]],
+        }
+    )
+    prompt = {tuple(h): format_prompt(list(h), sidmap, None) for h in rows["history"]}
+    expected = {
+        (prompt[(i[0],)], sid_of(sidmap, i[2])),  # two steps on
+        (prompt[(i[0], i[1])], sid_of(sidmap, i[3])),
+    }
+    out = future_target_examples(rows, sidmap, 2, horizon=2, seed=0)
+    assert set(out) == expected and len(out) == 2
+    three = future_target_examples(rows, sidmap, 3, horizon=3, seed=0)
+    assert set(three) == expected | {(prompt[(i[0],)], sid_of(sidmap, i[3]))}  # and three steps on
+    cycled = future_target_examples(rows, sidmap, 5, horizon=2, seed=0)  # more than there are: each pair 2-3 times
+    assert len(cycled) == 5 and set(cycled) == expected and min(cycled.count(p) for p in expected) == 2
+    assert future_target_examples(rows, sidmap, 0, horizon=2, seed=0) == []
+    cfg = world[0].train.model_copy(
+        update={"weight_future_targets": 0.4, "weight_sid_title": 0.0, "weight_behaviour": 0.0}
+    )
+    texts = build_training_texts(rows, sidmap, world[1], cfg)
+    assert len(texts) == 5 + 2  # the 5 next-item rows and round(5 * 0.4) future ones
+    assert expected & set(texts)
+
+
 @pytest.mark.parametrize("recorded", ["vocab", "sid_level", "sid_vocab"])
 def test_continuing_a_model_trains_with_the_softmax_it_records(recorded):
     """A warm start and the reasoning fine-tune follow the model's softmax, not the deployment file's."""

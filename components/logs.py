@@ -27,10 +27,18 @@ _NOISE = [
 ]
 
 
-def quiet_third_party() -> None:
-    """Filter the known third-party warnings and lower chatty library loggers to WARNING."""
+def filter_noise() -> None:
+    """Put the known third-party warnings' ignore filters at the front of the filter list. Call it again after
+    importing a library that installs its own filters at import time: Feast's modules run
+    `warnings.simplefilter("once", DeprecationWarning)`, which goes in front of ours and brings ibis's
+    fetch_arrow_table deprecation back into every materialisation's log."""
     for category, message, module in _NOISE:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+def quiet_third_party() -> None:
+    """Filter the known third-party warnings and lower chatty library loggers to WARNING."""
+    filter_noise()
     for name in ("great_expectations", "feast", "ibis", "httpx", "urllib3", "filelock", "numexpr"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:

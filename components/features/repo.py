@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from components.config import Config
+from components.logs import filter_noise
 from components.runtime.language import sid_of
 from components.sids.sidmap import SidMap
 
@@ -158,6 +159,7 @@ def write_sources(
 def get_store(cfg: Config):
     from feast import FeatureStore
 
+    filter_noise()  # Feast's import put its own warning filters in front of ours
     path = repo_dir(cfg)
     if not (path / "feature_store.yaml").exists():
         prepare_repo(cfg)

@@ -111,3 +111,20 @@ def test_feast_ignores_non_feature_files():
 
     ignore = (Path(__file__).resolve().parents[2] / "feature_repo" / ".feastignore").read_text()
     assert "data/" in ignore
+
+
+def test_feast_import_filters_do_not_bring_back_filtered_library_warnings(tmp_path):
+    """Feast's modules run warnings.simplefilter("once", DeprecationWarning) at import, ahead of our filters; the
+    store reinstates them, so ibis's fetch_arrow_table deprecation stays out of materialisation logs while other
+    deprecations still show."""
+    import warnings
+
+    from components.features.repo import get_store
+
+    cfg = load_config(None, overrides={"run_root": str(tmp_path)})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("once", DeprecationWarning)  # what importing Feast does, in front of everything
+        get_store(cfg)
+        warnings.warn("fetch_arrow_table() is deprecated.", DeprecationWarning, stacklevel=1)
+        warnings.warn("some other deprecation", DeprecationWarning, stacklevel=1)
+    assert [str(w.message) for w in seen if issubclass(w.category, DeprecationWarning)] == ["some other deprecation"]

@@ -157,18 +157,12 @@ def future_target_examples(
     Why: on amazon-industrial valid 85% of rows have no count path from the history to the target, and there the
     generator misses most (docs/benchmark.md, segment table); a one-step target teaches one item per prompt,
     while what a user buys later also says what the history is about (the dense all-action loss of PinnerFormer).
-    A user's rows are prefixes of one sequence (the data contract), ordered as newest_rows orders them; a later
+    A user's rows are prefixes of one sequence (the data contract), in sequence_order; a later
     row continues a row when its history ends with that row's target, so pairs never cross a gap in the rows.
     """
     if n <= 0 or horizon < 2 or examples.empty:
         return []
-    order = pd.DataFrame(
-        {
-            "user": examples["user_id"].astype(str).to_numpy(),
-            "length": examples["history"].map(len).to_numpy(),
-            "position": np.arange(len(examples)),
-        }
-    ).sort_values(["user", "length", "position"], kind="stable")
+    order = sequence_order(examples)
     rows = examples.iloc[order["position"].to_numpy()]
     users = order["user"].to_numpy()
     histories = [list(h) for h in rows["history"]]
@@ -233,10 +227,10 @@ def training_hints(cfg: TrainConfig, table: TransitionTable, counted: bool) -> H
     return lambda history, target: table.top_successors(history, n, window, target if counted else None)
 
 
-def newest_rows(examples: pd.DataFrame) -> pd.Series:
-    """user -> the position of that user's newest row (its longest history; the last in file order among equals),
-    users in sorted order. Rows of the data contract are prefixes of each user's sequence, so the longest history
-    is the latest transition."""
+def sequence_order(examples: pd.DataFrame) -> pd.DataFrame:
+    """The rows' (user, history length, position) sorted: each user's rows oldest first (shorter history first,
+    file order among equals, as with histories capped at max_history). Rows of the data contract are prefixes of
+    each user's sequence, so this is the order of the user's transitions."""
     order = pd.DataFrame(
         {
             "user": examples["user_id"].astype(str).to_numpy(),
@@ -244,7 +238,13 @@ def newest_rows(examples: pd.DataFrame) -> pd.Series:
             "position": np.arange(len(examples)),
         }
     )
-    newest = order.sort_values(["user", "length", "position"]).groupby("user").tail(1)
+    return order.sort_values(["user", "length", "position"])
+
+
+def newest_rows(examples: pd.DataFrame) -> pd.Series:
+    """user -> the position of that user's newest row (its longest history; the last in file order among equals),
+    users in sorted order (sequence_order's last row of each user)."""
+    newest = sequence_order(examples).groupby("user").tail(1)
     return pd.Series(newest["position"].to_numpy(), index=newest["user"].to_numpy())
 
 

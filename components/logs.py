@@ -24,6 +24,7 @@ _NOISE = [
     (UserWarning, r".*Field name .* shadows an attribute.*", r""),  # pydantic inside great_expectations
     (DeprecationWarning, r".*pkg_resources.*", r""),
     (FutureWarning, r".*`resume_download` is deprecated.*", r""),
+    (FutureWarning, r".*is_gradient_checkpointing.*", r""),  # peft reads transformers' deprecated alias (LoRA)
 ]
 
 

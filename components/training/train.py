@@ -16,7 +16,6 @@ import math
 import random
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -765,8 +764,4 @@ def with_lora(model, rank: int, new_token_ids: list[int]):
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         trainable_token_indices=rows,
     )
-    with warnings.catch_warnings():
-        # peft reads transformers' deprecated `is_gradient_checkpointing` alias, which warns on every LoRA run; the
-        # message is about peft's code, not the user's, and says nothing they could act on
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return get_peft_model(model, config)
+    return get_peft_model(model, config)

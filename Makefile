@@ -6,7 +6,7 @@ ENV := source scripts/env.sh &&
 
 setup: .venv/.installed
 
-.venv/.installed: requirements.lock requirements-nodeps.lock requirements-serving.lock pyproject.toml scripts/setup.sh scripts/setup_serving.sh
+.venv/.installed: requirements.lock requirements-nodeps.lock requirements-serving.lock pyproject.toml scripts/setup.sh scripts/setup_serving.sh infra/docker/airflow-auth.txt
 	bash scripts/setup.sh
 	touch $@
 

@@ -20,6 +20,9 @@ fi
 .venv/bin/python -m pip install -q -r requirements.lock
 .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.lock
 .venv/bin/python -m pip install -q --no-deps -e .
+# The FAB auth manager the Airflow image installs (infra/docker/Dockerfile), the same way: constrained by the lock,
+# so no locked package moves. The local stack keeps SimpleAuthManager; this lets the tests check the real CLI flags.
+.venv/bin/python -m pip install -q -c requirements.lock -r infra/docker/airflow-auth.txt
 
 # Triton's python-backend stub needs numpy<2 in its own environment.
 if [ -x scripts/setup_serving.sh ]; then scripts/setup_serving.sh; fi

@@ -11,3 +11,10 @@ from __future__ import annotations
 
 class SidrecError(Exception):
     """An expected error; subclasses name the part of the system that raised it."""
+
+
+class MissingFileError(SidrecError, FileNotFoundError):
+    """A file or tool a step needs is not there; the message names it and how to get it.
+
+    Why a FileNotFoundError too: library callers that caught that keep working, while the CLI prints one line.
+    """

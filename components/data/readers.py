@@ -33,6 +33,7 @@ from components.data.contracts import (
     ContractViolation,
     missing_columns,
 )
+from components.errors import MissingFileError
 
 _FORMATS = (".parquet", ".csv", ".jsonl", ".json", ".ndjson")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -50,11 +51,11 @@ def _open_bytes(uri: str, endpoint_url: str | None = None) -> bytes:
             return client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchBucket", "404"):
-                raise FileNotFoundError(f"data file not found: {uri} (check the bucket and key)") from exc
+                raise MissingFileError(f"data file not found: {uri} (check the bucket and key)") from exc
             raise
     path = Path(uri)
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {uri} (check the path or data.catalog_uri/events_uri)")
+        raise MissingFileError(f"data file not found: {uri} (check the path or data.catalog_uri/events_uri)")
     return path.read_bytes()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from components.data.readers import read_table
+from components.errors import MissingFileError
 
 
 def load_split_examples(splits_dir: str, split: str) -> pd.DataFrame:
@@ -22,7 +23,7 @@ def load_split_examples(splits_dir: str, split: str) -> pd.DataFrame:
             frame = read_table(str(directory / name))
             break
     else:
-        raise FileNotFoundError(f"no {split}.jsonl[.gz] in {splits_dir}")
+        raise MissingFileError(f"no {split}.jsonl[.gz] in {splits_dir} (check data.splits_dir)")
     frame["user_id"] = frame["user_id"].astype(str)
     frame["history"] = frame["history"].map(lambda items: [str(i) for i in items])
     frame["target"] = frame["target"].astype(str)

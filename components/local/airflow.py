@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import httpx
 
 from components.config import PROJECT_ROOT
-from components.errors import SidrecError
+from components.errors import MissingFileError, SidrecError
 from components.local.procs import free_port, log_tail, start_process, stop_process, wait_until
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -344,7 +344,7 @@ def chromium_binary() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise FileNotFoundError("chromium not found: run scripts/setup_system.sh (apt-get install chromium)")
+    raise MissingFileError("chromium not found: run scripts/setup_system.sh (apt-get install chromium)")
 
 
 def screenshot(url: str, out: str | Path, profile_dir: str | Path, width: int = 1600, height: int = 1000) -> Path:

@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.errors import MissingFileError
 from components.local.procs import free_port, port_open, start_process, stop_process, wait_until
 
 
@@ -31,7 +32,7 @@ def start_redis(workdir: Path, port: int | None = None) -> RedisServer:
     """redis-server on 127.0.0.1:`port` (a free one when None), no persistence, data dir `workdir`."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise FileNotFoundError("redis-server not found: run scripts/setup_system.sh (apt-get install redis-server)")
+        raise MissingFileError("redis-server not found: run scripts/setup_system.sh (apt-get install redis-server)")
     if port is not None and port_open(port):
         raise RuntimeError(f"port {port} on 127.0.0.1 is in use: stop what holds it or pick another")
     port = port if port is not None else free_port()

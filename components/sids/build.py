@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import SidConfig
+from components.errors import MissingFileError
 from components.sids.collaborative import collaborative_embeddings, fuse
 from components.sids.embeddings import content_embeddings, item_texts
 from components.sids.plots import code_usage_plot
@@ -156,7 +157,7 @@ def load_quantizer(map_dir: Path) -> Quantizer:
     """The quantizer saved with a build, so a refresh assigns new items with exactly the same codebooks."""
     books = Path(map_dir) / "codebooks"
     if not (books / "quantizer.json").exists():
-        raise FileNotFoundError(f"{books}/quantizer.json missing: {map_dir} is not a SID build dir (sidrec sids build)")
+        raise MissingFileError(f"{books}/quantizer.json missing: {map_dir} is not a SID build dir (sidrec sids build)")
     header = json.loads((books / "quantizer.json").read_text())
     codebooks = [np.load(books / f"level_{level}.npy") for level in range(header["levels"])]
     state = None

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +20,7 @@ import numpy as np
 
 from components.errors import SidrecError
 from components.runtime.candidates import ItemStats, candidate_rows, feature_names, sid_codes
+from components.runtime.staging import staged_directory
 
 FORMAT = "sidrec-ranker/1"
 DIR_NAME = "ranker"  # a model dir's ranker (training step) and a Triton version's (export)
@@ -113,28 +111,18 @@ class RankerArtifact:
     def save(self, directory: Path) -> Path:
         """Write the three files into a temp directory beside `directory`, then swap it into place."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide the ranker from a server running as another user
-        self.booster.save_model(str(staging / MODEL_FILE))
-        (staging / STATS_FILE).write_text(json.dumps(stats_to_dict(self.stats)))
-        meta = {
-            **self.meta,
-            "format": FORMAT,
-            "features": self.features,
-            "with_model": self.with_model,
-            "with_sids": self.with_sids,
-            "model_sha256": _sha256(staging / MODEL_FILE),
-        }
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(staging, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, directory)
+        with staged_directory(directory) as staging:
+            self.booster.save_model(str(staging / MODEL_FILE))
+            (staging / STATS_FILE).write_text(json.dumps(stats_to_dict(self.stats)))
+            meta = {
+                **self.meta,
+                "format": FORMAT,
+                "features": self.features,
+                "with_model": self.with_model,
+                "with_sids": self.with_sids,
+                "model_sha256": _sha256(staging / MODEL_FILE),
+            }
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return directory
 
     @property

@@ -19,9 +19,7 @@ Two layouts are read (the second is written):
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from components.runtime.context import RequestContext, context_texts
 from components.runtime.language import SidTrie, format_prompt, item_token_map, sid_token_ids
 from components.runtime.ranker import DIR_NAME as RANKER_DIR
 from components.runtime.ranker import RankerArtifact
+from components.runtime.staging import staged_directory
 from components.runtime.transitions import FILE_NAME as TRANSITIONS_FILE
 from components.runtime.transitions import TransitionTable, blend
 from components.sids.sidmap import SidMap, lineage
@@ -293,40 +292,30 @@ class Recommender:
         weights, tokenizer, SID map, record (and transitions, titles), the ranker, and recommender.json with the
         served settings, the versions and `extra`. Weights are written in float32 whatever they were loaded in."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide it from a server running as another user
-        members = []
-        for index, model in enumerate(self.models):
-            name = member_dir_name(index)
-            target = staging / name
-            model.to(torch.float32).save_pretrained(target)
-            model.to(self.dtype)
-            self.tokenizer.save_pretrained(target)
-            self.sidmap.save(target / SID_MAP_DIR)
-            record = {k: v for k, v in self.info.items() if k != "members"}
-            (target / MODEL_INFO_FILE).write_text(json.dumps(record, indent=2, default=str))
-            self.save_prompt_files(target, transitions=index == 0)
-            members.append(name)
-        if self.ranker is not None:
-            self.ranker.save(staging / RANKER_DIR)
-        spec = {
-            "format": FORMAT,
-            "members": members,
-            **self.settings,
-            "sid_version": self.sid_version,
-            "model_version": self.model_version,
-            **(extra or {}),
-        }
-        (staging / RECOMMENDER_FILE).write_text(json.dumps(spec, indent=2, default=str))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(staging, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, path)
+        with staged_directory(path) as staging:
+            members = []
+            for index, model in enumerate(self.models):
+                name = member_dir_name(index)
+                target = staging / name
+                model.to(torch.float32).save_pretrained(target)
+                model.to(self.dtype)
+                self.tokenizer.save_pretrained(target)
+                self.sidmap.save(target / SID_MAP_DIR)
+                record = {k: v for k, v in self.info.items() if k != "members"}
+                (target / MODEL_INFO_FILE).write_text(json.dumps(record, indent=2, default=str))
+                self.save_prompt_files(target, transitions=index == 0)
+                members.append(name)
+            if self.ranker is not None:
+                self.ranker.save(staging / RANKER_DIR)
+            spec = {
+                "format": FORMAT,
+                "members": members,
+                **self.settings,
+                "sid_version": self.sid_version,
+                "model_version": self.model_version,
+                **(extra or {}),
+            }
+            (staging / RECOMMENDER_FILE).write_text(json.dumps(spec, indent=2, default=str))
         return path
 
     def save_prompt_files(self, model_dir: str | Path, transitions: bool = True) -> None:

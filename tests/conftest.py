@@ -86,3 +86,30 @@ def other_seed():
         return other
 
     return perturbed
+
+
+@pytest.fixture(scope="session")
+def synthetic_world():
+    """synthetic_world(directory, n_items=, n_users=, seed=, **sections): a small synthetic catalog and events,
+    their hashing-encoder SID map (codebooks of 8) built into `directory`, a tiny 1-layer deployment config (one
+    short epoch; `sections` add to or override its settings, section by section) and the leave-last-out
+    splits: what the training, alignment and evaluation tests train their models on."""
+    from components.config import SidConfig, load_config
+    from components.data.splits import examples_from_events
+    from components.data.synthetic import generate_synthetic
+    from components.sids.build import build_sids
+
+    def build(directory: Path, *, n_items: int, n_users: int, seed: int, **sections: dict):
+        catalog, events = generate_synthetic(n_items=n_items, n_users=n_users, seed=seed)
+        sids = SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8)
+        sidmap = build_sids(catalog, events, sids, directory)
+        overrides = {
+            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
+            "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "torch_threads": 1},
+        }
+        for name, settings in sections.items():
+            overrides[name] = {**overrides.get(name, {}), **settings}
+        cfg = load_config(None, overrides=overrides)
+        return cfg, catalog, events, sidmap, examples_from_events(events, 5)
+
+    return build

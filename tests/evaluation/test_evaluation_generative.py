@@ -4,35 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import SidConfig, load_config
-from components.data.splits import examples_from_events
-from components.data.synthetic import generate_synthetic
 from components.evaluation.evaluate import score_recommender
 from components.runtime.beam import constrained_beam_search
 from components.runtime.recommender import Recommender, encode_prompts
-from components.sids.build import build_sids
 from components.training.train import train_model
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    catalog, events = generate_synthetic(n_items=60, n_users=80, seed=3)
-    sidmap = build_sids(
-        catalog,
-        events,
-        SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8),
+def trained(tmp_path_factory, synthetic_world):
+    cfg, catalog, _, sidmap, splits = synthetic_world(
         tmp_path_factory.mktemp("s"),
+        n_items=60,
+        n_users=80,
+        seed=3,
+        train={"max_steps": 8},
+        eval={"max_examples": 20, "batch_size": 16},
+        serving={"beam_size": 10},
     )
-    cfg = load_config(
-        None,
-        overrides={
-            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-            "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 8, "torch_threads": 1},
-            "eval": {"max_examples": 20, "batch_size": 16},
-            "serving": {"beam_size": 10},
-        },
-    )
-    splits = examples_from_events(events, 5)
     path = train_model(cfg, sidmap, catalog, splits["train"], splits["valid"], tmp_path_factory.mktemp("m"))
     return Recommender.from_pretrained(path, beam_size=10), splits["test"].head(20)
 

@@ -10,12 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from components.config import SidConfig, load_config
-from components.data.splits import examples_from_events
-from components.data.synthetic import generate_synthetic
 from components.runtime.beam import constrained_beam_search
 from components.runtime.recommender import Recommender, encode_prompts
-from components.sids.build import build_sids
 from components.training.align import (
     align_model,
     candidate_logprobs,
@@ -26,26 +22,18 @@ from components.training.train import load_trained, train_model
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, synthetic_world):
     """A tiny model trained briefly on synthetic rows: the supervised model alignment starts from."""
-    catalog, events = generate_synthetic(n_items=60, n_users=100, seed=3)
-    sidmap = build_sids(
-        catalog,
-        events,
-        SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8),
+    cfg, catalog, _, sidmap, splits = synthetic_world(
         tmp_path_factory.mktemp("sids"),
+        n_items=60,
+        n_users=100,
+        seed=3,
+        train={"max_steps": 15},
+        serving={"beam_size": 8},
+        eval={"max_examples": 24, "batch_size": 16},
+        align={"rows": 48, "negatives": 4, "batch_size": 16, "epochs": 2, "lr": 0.003, "beta": 1.0},
     )
-    cfg = load_config(
-        None,
-        overrides={
-            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-            "train": {"epochs": 1, "batch_size": 16, "lr": 0.005, "max_steps": 15, "torch_threads": 1},
-            "serving": {"beam_size": 8},
-            "eval": {"max_examples": 24, "batch_size": 16},
-            "align": {"rows": 48, "negatives": 4, "batch_size": 16, "epochs": 2, "lr": 0.003, "beta": 1.0},
-        },
-    )
-    splits = examples_from_events(events, 5)
     train, select = splits["train"], splits["valid"]
     model_dir = train_model(cfg, sidmap, catalog, train, None, tmp_path_factory.mktemp("sft") / "model")
     return cfg, sidmap, train, select, model_dir

@@ -11,8 +11,6 @@ import pytest
 import torch
 
 from components.config import SidConfig, load_config
-from components.data.splits import examples_from_events
-from components.data.synthetic import generate_synthetic
 from components.runtime.backbone import DeviceError, load_backbone, resolve_device
 from components.runtime.beam import softmax_kind
 from components.runtime.language import format_prompt, item_token_map, parse_sid, sid_of, sid_token_ids
@@ -34,31 +32,16 @@ from components.training.vocab import add_item_tokens, add_sid_tokens
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    catalog, events = generate_synthetic(n_items=80, n_users=120, seed=2)
-    sidmap = build_sids(
-        catalog,
-        events,
-        SidConfig(codebook_size=8, content_encoder="hashing", collab_dim=8),
+def world(tmp_path_factory, synthetic_world):
+    return synthetic_world(
         tmp_path_factory.mktemp("sids"),
+        n_items=80,
+        n_users=120,
+        seed=2,
+        train={"max_steps": 12, "checkpoint_every": 5},
+        serving={"beam_size": 10},
+        eval={"max_examples": 30, "batch_size": 16},
     )
-    cfg = load_config(
-        None,
-        overrides={
-            "model": {"backbone": "tiny", "tiny_hidden_size": 32, "tiny_layers": 1, "tiny_heads": 2},
-            "train": {
-                "epochs": 1,
-                "batch_size": 16,
-                "lr": 0.005,
-                "max_steps": 12,
-                "checkpoint_every": 5,
-                "torch_threads": 1,
-            },
-            "serving": {"beam_size": 10},
-            "eval": {"max_examples": 30, "batch_size": 16},
-        },
-    )
-    return cfg, catalog, events, sidmap, examples_from_events(events, 5)
 
 
 def test_sid_vocabulary_rows_are_distinct_and_three_ids(world):

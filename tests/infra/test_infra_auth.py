@@ -3,14 +3,19 @@
 Local `sidrec airflow start` runs SimpleAuthManager with all-admins (no login) on loopback; these deployment files
 must never do that. They run the FAB auth manager (users and passwords in the metadata DB), the first admin's
 password comes from a docker secret (compose) or a Kubernetes Secret (Helm), and no file here holds a literal
-password, key or token. No Docker engine, cluster or FAB provider is needed: the FAB CLI check runs only where
-the provider is installed (the sidrec image has it; the project's venv does not).
+password, key or token. No Docker engine or cluster is needed: scripts/setup.sh installs the FAB provider as the
+image does, so the FAB CLI flags are checked, and a real api-server on 127.0.0.1 with the FAB auth manager logs
+in the admin that create-admin.sh made.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -148,6 +153,63 @@ def test_fab_users_create_accepts_the_flags_the_image_scripts_pass():
     script = (INFRA / "airflow" / "create-admin.sh").read_text()
     script_flags = re.findall(r"(--[a-z]+)", script.split("airflow users create", 1)[1])
     parser.parse_args(["users", "create", *[x for f in script_flags for x in (f, "v")]])
+
+
+def _call(url: str, method: str = "GET", body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - loopback only
+            return resp.status, json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_fab_api_server_logs_in_the_admin_create_admin_sh_made_and_nobody_else(tmp_path):
+    """What compose runs, on 127.0.0.1: `db migrate` with the FAB auth manager, create-admin.sh reading the password
+    from a secret file, then the api-server: no token 401, a wrong password 401, the right one a token that reads
+    the API (the Docker stacks themselves are not brought up here)."""
+    from components.local.airflow import airflow_environment
+    from components.local.procs import free_port, port_open, start_process, stop_process, wait_until
+
+    port = free_port()
+    env = airflow_environment(tmp_path / "airflow", port, dags_folder=tmp_path / "dags")
+    (tmp_path / "dags").mkdir()
+    env["AIRFLOW__CORE__AUTH_MANAGER"] = FAB
+    env.pop("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS")
+    airflow = [sys.executable, "-m", "airflow"]
+    migrate = subprocess.run([*airflow, "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
+    assert migrate.returncode == 0, migrate.stderr[-2000:]
+    secret = tmp_path / "airflow_admin_password"
+    secret.write_text("a-long-test-password")
+    secret.chmod(0o600)
+    admin = {"AIRFLOW_ADMIN_USERNAME": "admin", "AIRFLOW_ADMIN_EMAIL": "admin@example.com"}
+    create = [*admin.items(), ("AIRFLOW_ADMIN_PASSWORD_FILE", str(secret))]
+    made = subprocess.run(
+        ["sh", str(INFRA / "airflow" / "create-admin.sh")], env={**env, **dict(create)}, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr[-2000:]
+    missing = subprocess.run(
+        ["sh", str(INFRA / "airflow" / "create-admin.sh")],
+        env={**env, **admin, "AIRFLOW_ADMIN_PASSWORD_FILE": str(tmp_path / "none")},
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1 and "missing or empty" in missing.stderr
+    log = tmp_path / "api-server.log"
+    server = start_process([*airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)], log, env=env)
+    try:
+        wait_until(lambda: port_open(port), 180, "FAB api-server", server, log)
+        url = f"http://127.0.0.1:{port}"
+        assert _call(f"{url}/api/v2/dags")[0] == 401
+        assert _call(f"{url}/auth/token", "POST", {"username": "admin", "password": "wrong"})[0] == 401
+        status, body = _call(f"{url}/auth/token", "POST", {"username": "admin", "password": "a-long-test-password"})
+        assert status == 201 and body.get("access_token"), (status, body)
+        status, dags = _call(f"{url}/api/v2/dags", token=body["access_token"])
+        assert status == 200 and dags["total_entries"] == 0
+    finally:
+        stop_process(server)
 
 
 def test_image_installs_the_fab_provider_pinned():

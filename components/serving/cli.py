@@ -13,11 +13,18 @@ from pathlib import Path
 import typer
 
 from components.config import load_config
+from components.errors import SidrecError
 from components.runtime.recommender import Recommender
 from components.serving.client import RecommenderClient
 from components.serving.export import export_triton_repository
 
 app = typer.Typer(no_args_is_help=True)
+
+
+class NothingToServe(SidrecError):
+    """`sidrec serving recommend` got an empty list: the deployment has nothing to serve from yet."""
+
+
 ConfigOpt = typer.Option(None, help="Deployment YAML (default: configs/local.yaml).")
 
 
@@ -56,9 +63,18 @@ def recommend(
     at: int = typer.Option(None, help="The request's unix time for the runtime context (default: now)."),
     config: str = ConfigOpt,
 ) -> None:
-    """Recommend k items for a user through the online store and Triton (with fallbacks)."""
+    """Recommend k items for a user through the online store and Triton (with fallbacks); exit 2 when the
+    deployment has nothing to serve yet."""
+    # A service gets [] rather than a failure; by hand an empty answer means nothing is set up yet (no
+    # materialized features for the popularity fallback, no Triton), so it is an error with the way to fix it.
     client = RecommenderClient(load_config(config), url, protocol)
     try:
-        typer.echo(json.dumps([asdict(r) for r in client.recommend(user_id, k, at_unix=at)], indent=2))
+        recs = client.recommend(user_id, k, at_unix=at)
     finally:
         client.close()
+    if not recs:
+        raise NothingToServe(
+            f"no recommendations for {user_id!r}: no materialized features and no Triton answer (warnings above); "
+            "run `make demo`, or the sidrec_features and sidrec_training DAGs, then `sidrec local triton`"
+        )
+    typer.echo(json.dumps([asdict(r) for r in recs], indent=2))

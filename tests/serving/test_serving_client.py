@@ -318,3 +318,22 @@ def test_each_request_sends_its_time_and_the_users_last_event_time_as_context():
     assert triton.context == RequestContext(1_700_086_400, 1_700_000_000)  # now, and the gap's start from Feast
     c.recommend("u", k=3, at_unix=1_800_000_000)  # a replayed request keeps its own time
     assert triton.context == RequestContext(1_800_000_000, 1_700_000_000)
+
+
+def test_recommend_by_hand_with_nothing_set_up_is_one_line_naming_the_fix(tmp_path, capsys, monkeypatch, free_port):
+    """The CLI: a service may answer [], a person at the shell gets an error that says what to run first."""
+    import yaml
+
+    from components.cli import app
+
+    monkeypatch.delenv("SIDREC_DEBUG", raising=False)
+    config = tmp_path / "deploy.yaml"
+    settings = {"run_root": str(tmp_path / "runs"), "serving": {"triton_url": f"127.0.0.1:{free_port()}"}}
+    config.write_text(yaml.safe_dump(settings))
+    with pytest.raises(SystemExit) as exit_:
+        app(["serving", "recommend", "u1", "--k", "5", "--config", str(config)], prog_name="sidrec")
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines[-1].startswith("error: no recommendations for 'u1'") and "make demo" in lines[-1], lines
+    assert captured.out == ""

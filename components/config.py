@@ -113,6 +113,10 @@ class TrainConfig(_Section):
     # given the target's SID prefix (training.examples.count_soft_targets). Rows whose last item has no other
     # recorded successor keep the one-hot target. 0: the target alone
     count_distill: float = Field(0.0, ge=0, lt=1)
+    # sibling smoothing: at SID levels after the first, this share of each next-item target moves onto the codes
+    # of the catalog's other items under the target's SID prefix (its content + collaborative neighbours;
+    # training.examples.sibling_soft_targets). Adds to count_distill's share. 0: off
+    sibling_smoothing: float = Field(0.0, ge=0, lt=1)
     # label smoothing inside a SID level: each SID target keeps 1 - label_smoothing and spreads the rest evenly
     # over its own level's codes (titles and other targets keep one-hot targets)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
@@ -188,9 +192,11 @@ class TrainConfig(_Section):
     sharding: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP2) weights + optimizer
 
     @model_validator(mode="after")
-    def _one_softmax(self) -> TrainConfig:
+    def _consistent(self) -> TrainConfig:
         if self.sid_softmax and self.sid_vocab_softmax:
             raise ValueError("train.sid_softmax and train.sid_vocab_softmax exclude each other: set at most one")
+        if self.count_distill + self.sibling_smoothing >= 1:
+            raise ValueError("train.count_distill + train.sibling_smoothing must stay below 1 (the target's share)")
         return self
 
 

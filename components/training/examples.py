@@ -113,6 +113,61 @@ def count_soft_targets(
     return out
 
 
+def sibling_soft_targets(
+    examples: pd.DataFrame,
+    sidmap: SidMap,
+    share: float,
+    titles: dict[str, str] | None = None,
+    context: bool = False,
+    hints: HintFn | None = None,
+    item_tokens: Mapping[str, str] | None = None,
+) -> SoftTargets:
+    """Sibling smoothing targets for the next-item pairs of `examples`, in count_soft_targets' form: at SID level
+    l >= 1, `share` of the target moves onto the level's codes of the catalog's other items that share the
+    target's first l codes, in proportion to how many items each code leads to.
+
+    Why: most valid rows have no count path from the history to the target (docs/benchmark.md, segments), and
+    there the model can only generalise by the SID's content + collaborative prefix; uniform label smoothing
+    spreads its mass over all of a level's codes, most of which are no item under the target's prefix, where
+    this spreads it over the target's neighbours. Level 0 is left to label smoothing (every item shares the
+    empty prefix); a level where the target has no sibling keeps the one-hot target.
+    """
+    if share <= 0 or not len(examples):
+        return {}
+    children: dict[tuple[int, ...], dict[int, int]] = {}
+    for codes in sidmap.codes:
+        codes = tuple(int(c) for c in codes)
+        for level in range(1, sidmap.n_levels):
+            below = children.setdefault(codes[:level], {})
+            below[codes[level]] = below.get(codes[level], 0) + 1
+    rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
+    pairs = next_item_examples(rows, sidmap, titles, context, hints, item_tokens)
+    out: SoftTargets = {}
+    for (prompt, completion), target in zip(pairs, rows["target"].astype(str), strict=True):
+        gold = tuple(int(c) for c in sidmap.codes_of(target))
+        levels: list[dict[str, float]] = [{}]
+        for level in range(1, sidmap.n_levels):
+            others = {c: n for c, n in children.get(gold[:level], {}).items() if c != gold[level]}
+            total = sum(others.values())
+            levels.append({sid_token(level, c): share * n / total for c, n in others.items()} if total else {})
+        if any(levels):
+            out[(prompt, completion)] = levels
+    return out
+
+
+def merge_soft_targets(*parts: SoftTargets) -> SoftTargets:
+    """Several soft-target sets as one: a pair's weights on a token add up (their shares must sum below 1)."""
+    out: SoftTargets = {}
+    for part in parts:
+        for pair, levels in part.items():
+            merged = out.setdefault(pair, [{} for _ in levels])
+            merged.extend({} for _ in range(len(levels) - len(merged)))
+            for into, level in zip(merged, levels, strict=False):
+                for token, weight in level.items():
+                    into[token] = into.get(token, 0.0) + weight
+    return out
+
+
 def suffix_crop_examples(
     examples: pd.DataFrame,
     sidmap: SidMap,

@@ -1,5 +1,6 @@
 """Soft SID targets: count distillation (TrainConfig.count_distill), the teacher's soft targets and the loss that
-uses them, and label smoothing inside a SID level (TrainConfig.label_smoothing)."""
+uses them, sibling smoothing (TrainConfig.sibling_smoothing) and label smoothing inside a SID level
+(TrainConfig.label_smoothing)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from components.config import load_config
 from components.runtime.backbone import load_backbone
 from components.runtime.language import format_prompt, sid_of, sid_token, sid_token_ids
 from components.sids.sidmap import SidMap
-from components.training.examples import count_soft_targets
+from components.training.examples import count_soft_targets, merge_soft_targets, sibling_soft_targets
 from components.training.train import (
     _batch,
     _soft_batch,
@@ -57,6 +58,39 @@ def test_rows_the_teacher_cannot_inform_are_absent():
     rows = _rows((["a"], "b"), (["b"], "c"), (["c"], "unknown"))
     assert count_soft_targets(rows, SIDMAP, 0.5) == {}  # each last item has only the row's own successor
     assert count_soft_targets(_rows((["a"], "b"), (["a"], "c")), SIDMAP, 0.0) == {}
+
+
+SIBLINGS = SidMap(  # under prefix (1,): b, c, e; under (1, 0): b and e; a and d alone under their first codes
+    item_ids=["a", "b", "c", "d", "e"],
+    codes=np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [2, 0, 0], [1, 0, 1]]),
+    codebook_sizes=[3, 2, 2],
+    version="s",
+)
+
+
+def test_sibling_smoothing_spreads_over_the_items_under_the_target_prefix_only():
+    rows = _rows((["a"], "b"), (["d"], "a"))
+    soft = sibling_soft_targets(rows, SIBLINGS, 0.2)
+    to_b = soft[(format_prompt(["a"], SIBLINGS), sid_of(SIBLINGS, "b"))]
+    assert to_b[0] == {}  # level 0: left to label smoothing
+    assert to_b[1] == pytest.approx({sid_token(1, 1): 0.2})  # c, the other code under (1,)
+    assert to_b[2] == pytest.approx({sid_token(2, 1): 0.2})  # e, b's one sibling under (1, 0)
+    assert (format_prompt(["d"], SIBLINGS), sid_of(SIBLINGS, "a")) not in soft  # a has no sibling: one-hot
+    assert sibling_soft_targets(rows, SIBLINGS, 0.0) == {}
+
+
+def test_soft_target_sets_add_up_token_by_token():
+    pair = ("p", "c")
+    first, second = {pair: [{"x": 0.1}, {}]}, {pair: [{"x": 0.2, "y": 0.1}, {"z": 0.3}]}
+    merged = merge_soft_targets(first, second, {("q", "c"): [{}]})
+    assert merged[pair] == [pytest.approx({"x": 0.3, "y": 0.1}), {"z": 0.3}] and merged[("q", "c")] == [{}]
+
+
+def test_count_and_sibling_shares_must_leave_the_target_a_share():
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="must stay below 1"):
+        load_config(None, overrides={"train": {"count_distill": 0.6, "sibling_smoothing": 0.4}})
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from components.config import TrainConfig
 from components.runtime.context import context_texts, contexts_of
-from components.runtime.language import format_prompt, sid_of, sid_token
+from components.runtime.language import format_prompt, parse_sid, sid_of, sid_token
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 
@@ -113,18 +113,10 @@ def count_soft_targets(
     return out
 
 
-def sibling_soft_targets(
-    examples: pd.DataFrame,
-    sidmap: SidMap,
-    share: float,
-    titles: dict[str, str] | None = None,
-    context: bool = False,
-    hints: HintFn | None = None,
-    item_tokens: Mapping[str, str] | None = None,
-) -> SoftTargets:
-    """Sibling smoothing targets for the next-item pairs of `examples`, in count_soft_targets' form: at SID level
-    l >= 1, `share` of the target moves onto the level's codes of the catalog's other items that share the
-    target's first l codes, in proportion to how many items each code leads to.
+def sibling_soft_targets(pairs: Sequence[tuple[str, str]], sidmap: SidMap, share: float) -> SoftTargets:
+    """Sibling smoothing targets, in count_soft_targets' form, for the training pairs whose completion is a SID:
+    at SID level l >= 1, `share` of the target moves onto the level's codes of the catalog's other items that
+    share the target's first l codes, in proportion to how many items each code leads to.
 
     Why: most valid rows have no count path from the history to the target (docs/benchmark.md, segments), and
     there the model can only generalise by the SID's content + collaborative prefix; uniform label smoothing
@@ -132,21 +124,21 @@ def sibling_soft_targets(
     this spreads it over the target's neighbours. Level 0 is left to label smoothing (every item shares the
     empty prefix); a level where the target has no sibling keeps the one-hot target.
     """
-    if share <= 0 or not len(examples):
+    if share <= 0:
         return {}
     children: dict[tuple[int, ...], dict[int, int]] = {}
-    for codes in sidmap.codes:
-        codes = tuple(int(c) for c in codes)
+    for row in sidmap.codes.tolist():
         for level in range(1, sidmap.n_levels):
-            below = children.setdefault(codes[:level], {})
-            below[codes[level]] = below.get(codes[level], 0) + 1
-    rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
-    pairs = next_item_examples(rows, sidmap, titles, context, hints, item_tokens)
+            below = children.setdefault(tuple(row[:level]), {})
+            below[row[level]] = below.get(row[level], 0) + 1
     out: SoftTargets = {}
-    for (prompt, completion), target in zip(pairs, rows["target"].astype(str), strict=True):
-        gold = tuple(int(c) for c in sidmap.codes_of(target))
+    for prompt, completion in pairs:
+        try:
+            gold = parse_sid(completion)
+        except ValueError:  # a text completion (a title): nothing to smooth over
+            continue
         levels: list[dict[str, float]] = [{}]
-        for level in range(1, sidmap.n_levels):
+        for level in range(1, len(gold)):
             others = {c: n for c, n in children.get(gold[:level], {}).items() if c != gold[level]}
             total = sum(others.values())
             levels.append({sid_token(level, c): share * n / total for c, n in others.items()} if total else {})

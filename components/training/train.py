@@ -656,10 +656,11 @@ def train_model(
     weighted = with_recent_copies(train_examples, cfg.train.recent_copies)
     texts = build_training_texts(weighted, sidmap, catalog, cfg.train, hints, item_tokens)
     history_titles = titles if cfg.train.include_titles_in_history else None
-    prompt_args = (history_titles, cfg.train.context, hints, item_tokens)
     soft_targets = merge_soft_targets(
-        count_soft_targets(train_examples, sidmap, cfg.train.count_distill, *prompt_args),
-        sibling_soft_targets(train_examples, sidmap, cfg.train.sibling_smoothing, *prompt_args),
+        count_soft_targets(
+            train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context, hints, item_tokens
+        ),
+        sibling_soft_targets(texts, sidmap, cfg.train.sibling_smoothing),
     )
     if cfg.train.lora:  # adapters + the SID rows (all of them when warm-starting: they keep learning)
         rows = new_ids or [int(i) for i in sid_ids.flatten() if i >= 0]

@@ -69,14 +69,14 @@ SIBLINGS = SidMap(  # under prefix (1,): b, c, e; under (1, 0): b and e; a and d
 
 
 def test_sibling_smoothing_spreads_over_the_items_under_the_target_prefix_only():
-    rows = _rows((["a"], "b"), (["d"], "a"))
-    soft = sibling_soft_targets(rows, SIBLINGS, 0.2)
-    to_b = soft[(format_prompt(["a"], SIBLINGS), sid_of(SIBLINGS, "b"))]
+    pairs = [("p", sid_of(SIBLINGS, "b")), ("q", sid_of(SIBLINGS, "a")), ("r", "a title")]
+    soft = sibling_soft_targets(pairs, SIBLINGS, 0.2)
+    to_b = soft[("p", sid_of(SIBLINGS, "b"))]
     assert to_b[0] == {}  # level 0: left to label smoothing
     assert to_b[1] == pytest.approx({sid_token(1, 1): 0.2})  # c, the other code under (1,)
     assert to_b[2] == pytest.approx({sid_token(2, 1): 0.2})  # e, b's one sibling under (1, 0)
-    assert (format_prompt(["d"], SIBLINGS), sid_of(SIBLINGS, "a")) not in soft  # a has no sibling: one-hot
-    assert sibling_soft_targets(rows, SIBLINGS, 0.0) == {}
+    assert list(soft) == [("p", sid_of(SIBLINGS, "b"))]  # a has no sibling (one-hot); a title is no SID
+    assert sibling_soft_targets(pairs, SIBLINGS, 0.0) == {}
 
 
 def test_soft_target_sets_add_up_token_by_token():

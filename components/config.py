@@ -113,7 +113,7 @@ class TrainConfig(_Section):
     # given the target's SID prefix (training.examples.count_soft_targets). Rows whose last item has no other
     # recorded successor keep the one-hot target. 0: the target alone
     count_distill: float = Field(0.0, ge=0, lt=1)
-    # sibling smoothing: at SID levels after the first, this share of each next-item target moves onto the codes
+    # sibling smoothing: at SID levels after the first, this share of each SID target moves onto the codes
     # of the catalog's other items under the target's SID prefix (its content + collaborative neighbours;
     # training.examples.sibling_soft_targets). Adds to count_distill's share. 0: off
     sibling_smoothing: float = Field(0.0, ge=0, lt=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +10,7 @@ import pandas as pd
 from components.config import Config, TrainConfig
 from components.runtime.language import THINK_TOKENS, item_token_map, reasoning_answer, sid_token_ids
 from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender, prompt_settings
+from components.runtime.staging import staged_directory
 from components.training.examples import next_item_examples, training_hints
 from components.training.train import train_causal_lm, with_model_softmax
 
@@ -66,22 +66,18 @@ def train_reasoning(
         max_length=cfg.model.max_length,
         sid_ids=sid_token_ids(tokenizer, sidmap),
     )
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    sidmap.save(tmp / SID_MAP_DIR)
-    base.save_prompt_files(tmp)  # its prompts are written from the base's titles, transitions and item tokens
-    info = {
-        **{k: v for k, v in base.info.items() if k != "members"},
-        "base_model_version": base.model_version,
-        "reasoning_examples": len(texts),
-        "teachers": rationales["teacher"].value_counts().to_dict(),
-        **{k: v for k, v in stats.items() if k != "history"},
-    }
-    (tmp / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
-    rationales.to_parquet(tmp / "rationales.parquet", index=False)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    with staged_directory(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        sidmap.save(tmp / SID_MAP_DIR)
+        base.save_prompt_files(tmp)  # its prompts are written from the base's titles, transitions and item tokens
+        info = {
+            **{k: v for k, v in base.info.items() if k != "members"},
+            "base_model_version": base.model_version,
+            "reasoning_examples": len(texts),
+            "teachers": rationales["teacher"].value_counts().to_dict(),
+            **{k: v for k, v in stats.items() if k != "history"},
+        }
+        (tmp / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+        rationales.to_parquet(tmp / "rationales.parquet", index=False)
     return out_dir

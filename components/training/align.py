@@ -48,6 +48,7 @@ from components.runtime.backbone import decoder_and_head
 from components.runtime.beam import level_logprobs, softmax_kind
 from components.runtime.language import SidTrie
 from components.runtime.recommender import MODEL_INFO_FILE, Recommender, encode_prompts
+from components.runtime.staging import staged_directory
 from components.training.teacher import Teacher, build_teacher
 from components.training.train import load_trained
 
@@ -370,17 +371,13 @@ def write_aligned(model_dir: Path, out_dir: Path, policy, record: dict) -> Path:
     """out_dir = the supervised model directory, with the aligned weights when `policy` is given, and the record
     (sidrec_model.json "alignment", alignment.json); written whole (a staging directory renamed into place)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(model_dir, staging)
-    if policy is not None:
-        policy.save_pretrained(staging)
-    info_path = staging / MODEL_INFO_FILE
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    info["alignment"] = {k: v for k, v in record.items() if k != "epochs"} | {"aligned_from": str(model_dir)}
-    info_path.write_text(json.dumps(info, indent=2, default=str))
-    (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    with staged_directory(out_dir) as staging:
+        shutil.copytree(model_dir, staging, dirs_exist_ok=True)  # the staging directory exists already
+        if policy is not None:
+            policy.save_pretrained(staging)
+        info_path = staging / MODEL_INFO_FILE
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        info["alignment"] = {k: v for k, v in record.items() if k != "epochs"} | {"aligned_from": str(model_dir)}
+        info_path.write_text(json.dumps(info, indent=2, default=str))
+        (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
     return out_dir

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +37,7 @@ from components.runtime.recommender import (
     read_item_tokens,
     write_prompt_files,
 )
+from components.runtime.staging import staged_directory
 from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 from components.training import distributed
@@ -713,30 +713,27 @@ def train_model(
         return out_dir
     if cfg.train.lora:
         model = model.merge_and_unload()
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=full_state)  # full_state: the gathered fsdp weights, else None
-    tokenizer.save_pretrained(tmp)
-    sidmap.save(tmp / SID_MAP_DIR)
-    # served prompts are built from the same titles, item tokens and transitions as training's prompts
-    write_prompt_files(tmp, history_titles, items, transitions)
-    info = {
-        "backbone": cfg.model.backbone,
-        "model": cfg.model.model_dump(),
-        "sid_version": sidmap.version,
-        "warm_start_from": str(init_from) if init_from is not None else None,
-        "examples": len(texts),
-        "train": cfg.train.model_dump(),
-        **{k: v for k, v in stats.items() if k != "history"},
-    }
-    (tmp / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
-    (tmp / "history.json").write_text(json.dumps(stats["history"]))
-    curve = out_dir / "work" / "training_curve.png"
-    if curve.exists():
-        (tmp / "training_curve.png").write_bytes(curve.read_bytes())
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+    # the work/ folder (checkpoints, curve) lives inside out_dir: it is read before the swap and goes with it
+    with staged_directory(out_dir) as tmp:
+        model.save_pretrained(tmp, state_dict=full_state)  # full_state: the gathered fsdp weights, else None
+        tokenizer.save_pretrained(tmp)
+        sidmap.save(tmp / SID_MAP_DIR)
+        # served prompts are built from the same titles, item tokens and transitions as training's prompts
+        write_prompt_files(tmp, history_titles, items, transitions)
+        info = {
+            "backbone": cfg.model.backbone,
+            "model": cfg.model.model_dump(),
+            "sid_version": sidmap.version,
+            "warm_start_from": str(init_from) if init_from is not None else None,
+            "examples": len(texts),
+            "train": cfg.train.model_dump(),
+            **{k: v for k, v in stats.items() if k != "history"},
+        }
+        (tmp / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+        (tmp / "history.json").write_text(json.dumps(stats["history"]))
+        curve = out_dir / "work" / "training_curve.png"
+        if curve.exists():
+            (tmp / "training_curve.png").write_bytes(curve.read_bytes())
     distributed.barrier()
     return out_dir
 

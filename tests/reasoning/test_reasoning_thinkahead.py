@@ -88,6 +88,26 @@ def test_a_recommender_trained_with_a_sid_softmax_learns_to_reason_with_it(train
     assert len(table) == 3 and all(set(prefixes) <= valid_prefixes for prefixes in table.prefixes)
 
 
+def test_a_failed_reasoner_write_keeps_the_previous_reasoner_and_leaves_nothing_beside_it(trained, tmp_path):
+    """The reasoner directory is published whole: a write that fails half way (the base's prompt files) leaves
+    the reasoner published before, loadable, and no staging directory beside it."""
+    cfg, catalog, splits, _, model_dir, _ = trained
+    frame = build_rationales(splits["train"], Evidence.from_data(catalog, splits["train"]), limit=20)
+    base = Recommender.from_pretrained(model_dir)
+    first = train_reasoning(base, frame, cfg, tmp_path / "r")
+    before = (first / "model.safetensors").read_bytes()
+
+    def full_disk(directory):
+        raise OSError(28, "No space left on device")
+
+    base.save_prompt_files = full_disk
+    with pytest.raises(OSError, match="No space"):
+        train_reasoning(base, frame, cfg, tmp_path / "r")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    assert (first / "model.safetensors").read_bytes() == before
+    Recommender.from_pretrained(first)
+
+
 def test_prefixes_stay_shorter_than_a_whole_sid():
     """2 codes for the usual 3-level map; a 2-level map stores 1-code prefixes (serving refuses whole SIDs)."""
     assert [prefix_levels(n) for n in (2, 3, 4)] == [1, 2, 2]

@@ -17,6 +17,7 @@ from components.training.align import (
     candidate_logprobs,
     mine_preferences,
     preference_loss,
+    write_aligned,
 )
 from components.training.train import load_trained, train_model
 
@@ -120,3 +121,21 @@ def test_alignment_with_the_ranker_teacher(trained, tmp_path):
     out = align_model(cfg.model_copy(update={"align": acfg}), model_dir, train, None, tmp_path / "aligned")
     record = json.loads((out / "alignment.json").read_text())
     assert record["settings"]["teacher"] == "ranker" and record["rows"] > 0
+
+
+def test_a_failed_aligned_write_keeps_the_previous_output_and_leaves_nothing_beside_it(trained, tmp_path):
+    """The aligned copy is published whole: a policy whose save fails half way leaves the earlier output as it
+    was and no staging directory beside it (before: a `.tmp` sibling left behind)."""
+    _, _, _, _, model_dir = trained
+    out = write_aligned(model_dir, tmp_path / "aligned", None, {"status": "first", "kept": "supervised"})
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    class FailingPolicy:
+        def save_pretrained(self, directory):
+            (directory / "model.safetensors").write_bytes(b"half")
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_aligned(model_dir, tmp_path / "aligned", FailingPolicy(), {"status": "second", "kept": "aligned"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["aligned"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

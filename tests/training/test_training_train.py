@@ -109,6 +109,32 @@ def test_train_model_writes_a_loadable_model(world, tmp_path):
     assert table == TransitionTable.from_examples(train["history"], train["target"]) and table.examples == len(train)
 
 
+def test_a_failed_publish_keeps_the_previous_model_and_leaves_nothing_beside_it(world, tmp_path, monkeypatch):
+    """The model directory is replaced whole: a write that fails half way (here the prompt files) leaves the
+    model the last run published, loadable, and no staging directory beside it. Before, the staging directory
+    was a fixed `model.tmp` sibling left behind, and the old directory was removed before the new one moved in."""
+    cfg, catalog, _, sidmap, splits = world
+    path = train_model(cfg, sidmap, catalog, splits["train"], None, tmp_path / "model")
+    before = (path / "model.safetensors").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("components.training.train.write_prompt_files", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        train_model(
+            cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 7})}),
+            sidmap,
+            catalog,
+            splits["train"],
+            None,
+            tmp_path / "model",
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (path / "model.safetensors").read_bytes() == before
+    Recommender.from_pretrained(path)
+
+
 def test_sid_loss_is_cross_entropy_over_the_target_level(world):
     cfg, _, _, sidmap, _ = world
     model, tokenizer = load_backbone(cfg.model)

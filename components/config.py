@@ -110,9 +110,14 @@ class TrainConfig(_Section):
     context: bool = False
     # count distillation: this share of each next-item target moves from the target's SID to a count teacher's
     # (the last item's successors among the training examples, the row's own transition left out), level by level
-    # given the target's SID prefix (training.examples.count_soft_targets). Rows whose last item has no other
+    # given the target's SID prefix (training.examples.count_teacher). Rows whose last item has no other
     # recorded successor keep the one-hot target. 0: the target alone
     count_distill: float = Field(0.0, ge=0, lt=1)
+    # content distillation: this share of each next-item target moves onto the `content_neighbours` catalog items
+    # nearest in content to the history (the SIDs' content encoder; training.examples.content_teacher), level by
+    # level given the target's SID prefix, as count_distill does. Adds to count_distill's share. 0: off
+    content_distill: float = Field(0.0, ge=0, lt=1)
+    content_neighbours: int = Field(20, ge=1)
     # sibling smoothing: at SID levels after the first, this share of each SID target moves onto the codes
     # of the catalog's other items under the target's SID prefix (its content + collaborative neighbours;
     # training.examples.sibling_soft_targets). Adds to count_distill's share. 0: off
@@ -195,8 +200,11 @@ class TrainConfig(_Section):
     def _consistent(self) -> TrainConfig:
         if self.sid_softmax and self.sid_vocab_softmax:
             raise ValueError("train.sid_softmax and train.sid_vocab_softmax exclude each other: set at most one")
-        if self.count_distill + self.sibling_smoothing >= 1:
-            raise ValueError("train.count_distill + train.sibling_smoothing must stay below 1 (the target's share)")
+        if self.count_distill + self.content_distill + self.sibling_smoothing >= 1:
+            raise ValueError(
+                "train.count_distill + train.content_distill + train.sibling_smoothing must stay below 1"
+                " (the target's share)"
+            )
         return self
 
 

@@ -65,56 +65,99 @@ def item_token_items(examples: pd.DataFrame, sidmap: SidMap, min_users: int) -> 
 SoftTargets = dict[tuple[str, str], list[dict[str, float]]]
 
 
-def count_soft_targets(
+Teacher = Callable[[list[str], str], Mapping[str, float]]  # (history, target) -> weights on other items
+
+
+def count_teacher(examples: pd.DataFrame, sidmap: SidMap) -> Teacher:
+    """The last item's successors among `examples` (TransitionTable), the row's own transition left out so that
+    the teacher never just repeats the label. Why: the generator alone ranked worse than counting last-item
+    transitions, and a one-hot target teaches one successor per row where the counts know several."""
+    rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
+    table = TransitionTable.from_examples(rows["history"], rows["target"].astype(str))
+
+    def teach(history: list[str], target: str) -> Mapping[str, float]:
+        return table.other_successors(str(history[-1]) if len(history) else None, target)
+
+    return teach
+
+
+def content_teacher(item_ids: Sequence[str], vectors: np.ndarray, neighbours: int = 20, decay: float = 0.7) -> Teacher:
+    """The `neighbours` catalog items nearest in content to the history (cosine to the mean of its items'
+    L2-normalised content embeddings, each item weighted `decay` per step back from the end), weighted by their
+    similarity; the history's items and the target left out.
+
+    Why: on 85% of the valid rows no count leads from the history to the target (docs/benchmark.md, segments),
+    and there the generator finds the target in its top 10 for 3% of the rows where the history's nearest items
+    in content do for 6-7% (docs/benchmark.md, content neighbours). The SIDs hold content only as a share of their
+    codes, and a 2-layer model learns from ~10k rows which items follow which; this teacher tells it, on every
+    row, which items are like the ones the user bought."""
+    index = {str(item): i for i, item in enumerate(item_ids)}
+    ids = [str(item) for item in item_ids]
+    k = min(neighbours, len(ids))
+
+    def teach(history: list[str], target: str) -> Mapping[str, float]:
+        rows = [index[str(item)] for item in history if str(item) in index]
+        if not rows or k <= 0:
+            return {}
+        weights = decay ** np.arange(len(rows) - 1, -1, -1, dtype=np.float64)
+        scores = vectors @ (weights @ vectors[rows]).astype(vectors.dtype) / weights.sum()
+        scores[rows] = -np.inf
+        if target in index:
+            scores[index[target]] = -np.inf
+        top = np.argpartition(-scores, k - 1)[:k]
+        return {ids[i]: float(scores[i]) for i in top if scores[i] > 0}
+
+    return teach
+
+
+def distilled_soft_targets(
     examples: pd.DataFrame,
     sidmap: SidMap,
-    share: float,
+    teachers: Sequence[tuple[Teacher, float]],
     titles: dict[str, str] | None = None,
     context: bool = False,
     hints: HintFn | None = None,
     item_tokens: Mapping[str, str] | None = None,
 ) -> SoftTargets:
-    """Count distillation targets for the next-item pairs of `examples` (as next_item_examples writes them):
-    {(prompt, completion): one {SID token: weight} per SID level}, the weights of a level summing to `share`.
+    """Distillation targets for the next-item pairs of `examples` (as next_item_examples writes them):
+    {(prompt, completion): one {SID token: weight} per SID level}; each (teacher, share) adds `share` to a level.
 
-    Why: the generator alone ranked worse than counting last-item transitions, and a one-hot target teaches one
-    successor per row where the counts know several. The teacher is the last item's successors among these
-    examples (TransitionTable), the row's own transition left out so that it never just repeats the label; at
-    level l its mass is taken over the items that share the target's first l codes (what the model conditions on
-    under teacher forcing), normalised, and given `share` of the level's target. A level where the teacher has no
-    such item is left out (the pair keeps the one-hot target there); rows it knows nothing about are absent.
+    A teacher's mass at level l is taken over its items that share the target's first l codes (what the model
+    conditions on under teacher forcing), normalised, and given `share` of the level's target. A level where the
+    teacher has no such item gets nothing from it (the pair keeps the one-hot target there); rows no teacher
+    knows anything about are absent.
     """
-    if share <= 0 or not len(examples):
+    teachers = [(teach, share) for teach, share in teachers if share > 0]
+    if not teachers or not len(examples):
         return {}
     rows = examples[examples["target"].astype(str).map(lambda t: t in sidmap)]
     targets = rows["target"].astype(str)
-    table = TransitionTable.from_examples(rows["history"], targets)
     pairs = next_item_examples(rows, sidmap, titles, context, hints, item_tokens)
     out: SoftTargets = {}
-    for (prompt, completion), history, target in zip(pairs, rows["history"], targets, strict=True):
-        if (prompt, completion) in out:
-            continue
-        last = str(history[-1]) if len(history) else None
-        counts = {item: n for item, n in table.other_successors(last, target).items() if item in sidmap}
-        if not counts:
+    for pair, history, target in zip(pairs, rows["history"], targets, strict=True):
+        if pair in out:
             continue
         gold = sidmap.codes_of(target)
-        levels = []
-        for level in range(sidmap.n_levels):
-            mass: dict[str, float] = {}
-            for item, n in counts.items():
-                codes = sidmap.codes_of(item)
-                if codes[:level] == gold[:level]:
-                    token = sid_token(level, codes[level])
-                    mass[token] = mass.get(token, 0.0) + n
-            total = sum(mass.values())
-            levels.append({token: share * m / total for token, m in mass.items()} if total else {})
-        out[(prompt, completion)] = levels
+        levels: list[dict[str, float]] = [{} for _ in range(sidmap.n_levels)]
+        for teach, share in teachers:
+            weights = {item: w for item, w in teach(list(history), target).items() if item in sidmap and w > 0}
+            for level in range(sidmap.n_levels):
+                mass: dict[str, float] = {}
+                for item, w in weights.items():
+                    codes = sidmap.codes_of(item)
+                    if codes[:level] == gold[:level]:
+                        token = sid_token(level, codes[level])
+                        mass[token] = mass.get(token, 0.0) + w
+                total = sum(mass.values())
+                for token, m in mass.items():
+                    levels[level][token] = levels[level].get(token, 0.0) + share * m / total
+        if any(levels):
+            out[pair] = levels
     return out
 
 
 def sibling_soft_targets(pairs: Sequence[tuple[str, str]], sidmap: SidMap, share: float) -> SoftTargets:
-    """Sibling smoothing targets, in count_soft_targets' form, for the training pairs whose completion is a SID:
+    """Sibling smoothing targets, in distilled_soft_targets' form, for the training pairs whose completion is a SID:
     at SID level l >= 1, `share` of the target moves onto the level's codes of the catalog's other items that
     share the target's first l codes, in proportion to how many items each code leads to.
 

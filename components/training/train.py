@@ -42,8 +42,11 @@ from components.runtime.transitions import TransitionTable
 from components.sids.sidmap import SidMap
 from components.training import distributed
 from components.training.examples import (
+    Teacher,
     build_training_texts,
-    count_soft_targets,
+    content_teacher,
+    count_teacher,
+    distilled_soft_targets,
     item_token_items,
     merge_soft_targets,
     sibling_soft_targets,
@@ -90,7 +93,7 @@ Soft = list[tuple[int, list[int], list[float]]]  # (position in ids, token ids, 
 def soft_positions(
     tokenizer, examples: list[tuple[str, str]], data: list[tuple[list[int], int]], soft_targets: dict
 ) -> list[Soft | None]:
-    """Per tokenized example, its soft targets (training.examples.count_soft_targets: one {token: weight} per
+    """Per tokenized example, its soft targets (training.examples.distilled_soft_targets: one {token: weight} per
     completion token) placed at the completion tokens' positions in its ids; None where it has none."""
     out: list[Soft | None] = []
     for pair, (ids, n_prompt) in zip(examples, data, strict=True):
@@ -361,7 +364,8 @@ def train_causal_lm(
     softmax over it, with cfg.sid_vocab_softmax the softmax over all its tokens, with cfg.label_smoothing > 0
     (which requires it) the smoothing spreads over its levels.
     soft_targets ({(prompt, completion): one {token: weight} per completion token}, training.examples.
-    count_soft_targets) move those weights of an example's target onto those tokens (TrainConfig.count_distill).
+    distilled_soft_targets) move those weights of an example's target onto those tokens (TrainConfig.count_distill,
+    content_distill, sibling_smoothing).
     Only the parameters that require grad when training starts are trained (a LoRA model's adapters and new SID
     rows; everything for a full fine-tune); during the token warm-up only the embedding rows among them.
     Returns {"history", "best_valid", "train_seconds", "tokens", "steps", ...}.
@@ -604,6 +608,24 @@ def with_model_softmax(train: TrainConfig, model) -> TrainConfig:
     return train.model_copy(update={"sid_softmax": kind == "sid_level", "sid_vocab_softmax": kind == "sid_vocab"})
 
 
+def distillation_teachers(
+    cfg: Config, examples: pd.DataFrame, sidmap: SidMap, catalog: pd.DataFrame
+) -> list[tuple[Teacher, float]]:
+    """The soft-target teachers the configuration asks for, with their shares: the count teacher over these
+    training examples (train.count_distill) and the content teacher over the catalog's content embeddings, the
+    encoder the SIDs are built with (train.content_distill; sids.embeddings caches them per text)."""
+    teachers: list[tuple[Teacher, float]] = []
+    if cfg.train.count_distill > 0:
+        teachers.append((count_teacher(examples, sidmap), cfg.train.count_distill))
+    if cfg.train.content_distill > 0:
+        from components.sids.embeddings import content_embeddings
+
+        vectors = content_embeddings(catalog, cfg.sids.content_encoder)
+        items = catalog["item_id"].astype(str).tolist()
+        teachers.append((content_teacher(items, vectors, cfg.train.content_neighbours), cfg.train.content_distill))
+    return teachers
+
+
 def train_model(
     cfg: Config,
     sidmap: SidMap,
@@ -657,8 +679,14 @@ def train_model(
     texts = build_training_texts(weighted, sidmap, catalog, cfg.train, hints, item_tokens)
     history_titles = titles if cfg.train.include_titles_in_history else None
     soft_targets = merge_soft_targets(
-        count_soft_targets(
-            train_examples, sidmap, cfg.train.count_distill, history_titles, cfg.train.context, hints, item_tokens
+        distilled_soft_targets(
+            train_examples,
+            sidmap,
+            distillation_teachers(cfg, train_examples, sidmap, catalog),
+            history_titles,
+            cfg.train.context,
+            hints,
+            item_tokens,
         ),
         sibling_soft_targets(texts, sidmap, cfg.train.sibling_smoothing),
     )

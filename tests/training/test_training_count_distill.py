@@ -1,6 +1,6 @@
-"""Soft SID targets: count distillation (TrainConfig.count_distill), the teacher's soft targets and the loss that
-uses them, sibling smoothing (TrainConfig.sibling_smoothing) and label smoothing inside a SID level
-(TrainConfig.label_smoothing)."""
+"""Soft SID targets: count and content distillation (TrainConfig.count_distill, content_distill), the teachers'
+soft targets and the loss that uses them, sibling smoothing (TrainConfig.sibling_smoothing) and label smoothing
+inside a SID level (TrainConfig.label_smoothing)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,18 @@ from components.config import load_config
 from components.runtime.backbone import load_backbone
 from components.runtime.language import format_prompt, sid_of, sid_token, sid_token_ids
 from components.sids.sidmap import SidMap
-from components.training.examples import count_soft_targets, merge_soft_targets, sibling_soft_targets
+from components.training.examples import (
+    content_teacher,
+    count_teacher,
+    distilled_soft_targets,
+    merge_soft_targets,
+    sibling_soft_targets,
+)
 from components.training.train import (
     _batch,
     _soft_batch,
     completion_loss,
+    distillation_teachers,
     soft_positions,
     tokenize_pairs,
 )
@@ -34,6 +41,11 @@ SIDMAP = SidMap(
 
 def _rows(*pairs: tuple[list[str], str]) -> pd.DataFrame:
     return pd.DataFrame({"history": [h for h, _ in pairs], "target": [t for _, t in pairs]})
+
+
+def count_soft_targets(rows: pd.DataFrame, sidmap: SidMap, share: float) -> dict:
+    """Count distillation alone, as train.count_distill sets it up."""
+    return distilled_soft_targets(rows, sidmap, [(count_teacher(rows, sidmap), share)])
 
 
 def test_teacher_leaves_the_row_out_and_conditions_on_the_target_prefix():
@@ -86,11 +98,62 @@ def test_soft_target_sets_add_up_token_by_token():
     assert merged[pair] == [pytest.approx({"x": 0.3, "y": 0.1}), {"z": 0.3}] and merged[("q", "c")] == [{}]
 
 
-def test_count_and_sibling_shares_must_leave_the_target_a_share():
+def test_count_content_and_sibling_shares_must_leave_the_target_a_share():
     import pydantic
 
     with pytest.raises(pydantic.ValidationError, match="must stay below 1"):
         load_config(None, overrides={"train": {"count_distill": 0.6, "sibling_smoothing": 0.4}})
+    with pytest.raises(pydantic.ValidationError, match="must stay below 1"):
+        load_config(None, overrides={"train": {"content_distill": 0.5, "count_distill": 0.5}})
+
+
+# unit vectors: b and c close to a, d far from a and close to c, x not in the SID map
+CONTENT_IDS = ["a", "b", "c", "d", "x"]
+CONTENT = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0], [0.9, 0.1]], dtype=np.float32)
+CONTENT /= np.linalg.norm(CONTENT, axis=1, keepdims=True)
+
+
+def test_content_teacher_weights_the_nearest_items_by_similarity_leaving_the_history_and_target_out():
+    teach = content_teacher(CONTENT_IDS, CONTENT, neighbours=2)
+    assert teach(["a"], "b") == pytest.approx({"x": float(CONTENT[4] @ CONTENT[0]), "c": 0.6})
+    # the newest item counts most: after d then a the query leans to a, after a then d to d
+    recent_a, recent_d = teach(["d", "a"], "x"), teach(["a", "d"], "x")
+    assert set(recent_a) == set(recent_d) == {"b", "c"}
+    assert recent_a["b"] > recent_a["c"] and recent_d["c"] > recent_d["b"]
+    assert teach(["unknown"], "a") == {} and content_teacher(CONTENT_IDS, CONTENT, neighbours=1)(["b"], "a") == {
+        "c": pytest.approx(float(CONTENT[2] @ CONTENT[1]))
+    }
+
+
+def test_content_and_count_teachers_add_their_shares_level_by_level():
+    rows = _rows((["a"], "b"), (["x", "a"], "b"), (["a"], "c"), (["a"], "d"), (["b"], "a"))
+    content = content_teacher(CONTENT_IDS, CONTENT, neighbours=3)
+    both = distilled_soft_targets(rows, SIDMAP, [(count_teacher(rows, SIDMAP), 0.2), (content, 0.3)])
+    alone = distilled_soft_targets(rows, SIDMAP, [(content, 0.3)])
+    levels = both[(format_prompt(["a"], SIDMAP), sid_of(SIDMAP, "b"))]
+    assert sum(levels[0].values()) == pytest.approx(0.5)  # both teachers know level 0
+    # after a, b the target: c (0.6); x is no SID and d is orthogonal to a: no weight
+    to_b = alone[(format_prompt(["a"], SIDMAP), sid_of(SIDMAP, "b"))]
+    assert to_b[0] == pytest.approx({sid_token(0, 1): 0.3}) and to_b[1] == pytest.approx({sid_token(1, 1): 0.3})
+    # after b, a the target: c (0.96) and d (0.6) share level 0 by similarity; nothing else starts with a's code
+    to_a = alone[(format_prompt(["b"], SIDMAP), sid_of(SIDMAP, "a"))]
+    assert to_a[0] == pytest.approx({sid_token(0, 1): 0.3 * 0.96 / 1.56, sid_token(0, 2): 0.3 * 0.6 / 1.56})
+    assert to_a[1] == {} and to_a[2] == {}
+    assert distilled_soft_targets(rows, SIDMAP, [(content, 0.0)]) == {}
+
+
+def test_distillation_teachers_follow_the_configuration(synthetic_world, tmp_path):
+    cfg, catalog, _, sidmap, splits = synthetic_world(
+        tmp_path, n_items=40, n_users=30, seed=4, sids={"content_encoder": "hashing"}
+    )
+    assert distillation_teachers(cfg, splits["train"], sidmap, catalog) == []
+    train = cfg.train.model_copy(update={"content_distill": 0.3, "count_distill": 0.2, "content_neighbours": 5})
+    cfg = cfg.model_copy(update={"train": train})
+    teachers = distillation_teachers(cfg, splits["train"], sidmap, catalog)
+    assert [share for _, share in teachers] == [0.2, 0.3]
+    history = [str(i) for i in splits["train"]["history"].iloc[0]]
+    taught = teachers[1][0](history, str(splits["train"]["target"].iloc[0]))
+    assert 0 < len(taught) <= 5 and not set(taught) & set(history)
 
 
 @pytest.fixture(scope="module")

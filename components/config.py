@@ -314,6 +314,9 @@ class ServingConfig(_Section):
     blend_weight: float = Field(0.0, ge=0.0, le=1.0)
     # serve the ranking stage (runtime.ranker): the training step learns one into the model dir's ranker/
     ranker: bool = False
+    # the ranking stage also pools the history's 20 nearest items in content and reads content similarities
+    # (runtime.content; the SIDs' content encoder, its embeddings kept in the ranker's directory)
+    ranker_content: bool = False
 
 
 class ScheduleConfig(_Section):

@@ -40,6 +40,7 @@ from components.evaluation.evaluate import list_metrics
 from components.local.procs import start_process, stop_process
 from components.metrics import hit_rate_ndcg
 from components.runtime.candidates import sid_codes
+from components.runtime.content import ContentIndex
 from components.runtime.recommender import Recommender, model_info
 from components.runtime.transitions import TransitionTable
 from components.sids.build import build_sids, embedding_config_hash
@@ -53,6 +54,7 @@ from experiments.rerank import score_ranker
 log = logging.getLogger(__name__)
 KS = [3, 5, 10]
 RANKER_BASELINE = "co-occurrence candidates + LightGBM ranker (no generative model)"
+CONTENT_RANKER_BASELINE = "co-occurrence + content candidates + LightGBM ranker (no generative model)"
 GEN, BLEND, RANKER = "generative only", "generative + transitions, no learnt ranker", "generative + learnt ranker"
 RANKER_ONLY, BASELINE = "learnt ranker, no generative model", "baseline"
 
@@ -163,12 +165,15 @@ def run_benchmark(
     ks = cfg.eval.ks
     scored = ("valid",) if valid_only else ("valid", "test")
     results: dict[str, dict] = {split: score_baselines(splits, split, ks, ids) for split in scored}
+    # the ranking stage's content source (serving.ranker_content): the SIDs' content encoder, cached per text
+    content = ContentIndex.from_catalog(catalog, cfg.sids.content_encoder) if cfg.serving.ranker_content else None
+    ranker_baseline = CONTENT_RANKER_BASELINE if content is not None else RANKER_BASELINE
     if bench.rerank:
-        ranker = score_ranker({s: fit_split(splits, s) for s in scored}, splits, ks)
+        ranker = score_ranker({s: fit_split(splits, s) for s in scored}, splits, ks, content=content)
         for split in scored:
-            results[split][RANKER_BASELINE] = ranker[split]
+            results[split][ranker_baseline] = ranker[split]
     final_map = Path(sid_maps) / "final" if sid_maps is not None else None
-    generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir, valid_only, final_map)
+    generative = benchmark_generative(cfg, sidmap, catalog, splits, out_dir, valid_only, final_map, content)
     backbone = cfg.model.backbone + (" + preference alignment" if cfg.align.enabled else "")
     rows: dict[str, tuple[str, str]] = {}  # row name -> (key suffix in `generative`, kind)
     if "valid_one_model" in generative:
@@ -182,7 +187,8 @@ def run_benchmark(
         name = f"generative {source} + last-item transitions, weight {generative['blend_weight']} chosen on valid"
         rows[name] = ("_blend", BLEND)
     if "valid_rerank" in generative:
-        name = f"generative {source} + co-occurrence candidates, LightGBM ranker trained on valid"
+        pooled = "co-occurrence + content candidates" if content is not None else "co-occurrence candidates"
+        name = f"generative {source} + {pooled}, LightGBM ranker trained on valid"
         rows[name] = ("_rerank", RANKER)
     for row, (suffix, _) in rows.items():
         for split in scored:
@@ -198,7 +204,7 @@ def run_benchmark(
         # which rows are the generative model alone (its list is the final list), which blend it with counts, and
         # which put a learnt ranker after it; everything else is a baseline
         "row_kinds": {row: BASELINE for row in results["valid"]}
-        | ({RANKER_BASELINE: RANKER_ONLY} if bench.rerank else {})
+        | ({ranker_baseline: RANKER_ONLY} if bench.rerank else {})
         | {row: kind for row, (_, kind) in rows.items()},
         "config": cfg.model_dump(),
         "valid_only": valid_only,
@@ -510,6 +516,7 @@ def benchmark_generative(
     out_dir: Path,
     valid_only: bool = False,
     final_sid_map: Path | None = None,
+    content: ContentIndex | None = None,
 ) -> dict:
     """The generative model under the benchmark protocol: epochs picked on valid, retrained on train + valid, test.
 
@@ -518,7 +525,8 @@ def benchmark_generative(
     "valid_ensemble" / "test_ensemble" for benchmark.ensemble_size > 1, "valid_blend" / "test_blend" /
     "blend_weight" for benchmark.blend_transitions and "valid_rerank" / "test_rerank" for benchmark.rerank (both
     start from the ensemble when there is one). valid_only: the valid entries only (no retrain, no test).
-    final_sid_map: a prebuilt train + valid map for the retrain (prepare_final_sid_map's `prebuilt`).
+    final_sid_map: a prebuilt train + valid map for the retrain (prepare_final_sid_map's `prebuilt`). content: the
+    ranking stage's content source and features (serving.ranker_content).
 
     Every training and alignment run is one task graph (run_tasks, benchmark.ensemble_jobs processes): per seed
     select -> align (on train, kept on valid) and select -> retrain (train + valid, at the selected epoch) ->
@@ -577,7 +585,7 @@ def benchmark_generative(
             out[f"{split}_blend"]["train_seconds"] = out.get(f"{split}_ensemble", out[split])["train_seconds"]
     if bench.rerank:
         test_dir = None if valid_only else out_dir / "model_final"
-        out.update(rerank_rows(splits, candidates, test_candidates, model_dir, test_dir, cfg.eval.ks))
+        out.update(rerank_rows(splits, candidates, test_candidates, model_dir, test_dir, cfg.eval.ks, content))
         for split in scored:  # the generative models' training time + the ranker's
             out[f"{split}_rerank"]["train_seconds"] += out.get(f"{split}_ensemble", out[split])["train_seconds"]
     return out
@@ -590,13 +598,15 @@ def rerank_rows(
     valid_dir: Path,
     test_dir: Path | None,
     ks: list[int],
+    content: ContentIndex | None = None,
 ) -> dict:
     """The generative candidates pooled with co-occurrence candidates and reordered by a LightGBM ranker trained
     on valid (experiments.rerank); each split's SID features come from its model's own map."""
     dirs = {"valid": valid_dir, **({"test": test_dir} if test_dir is not None else {})}
     codes = {split: sid_codes(SidMap.load(Path(d) / "sid_map")) for split, d in dirs.items()}
     beams = {"valid": valid_candidates, **({"test": test_candidates} if test_dir is not None else {})}
-    ranked = score_ranker({s: fit_split(splits, s) for s in dirs}, splits, ks, beams=beams, codes=codes)
+    fits = {s: fit_split(splits, s) for s in dirs}
+    ranked = score_ranker(fits, splits, ks, beams=beams, codes=codes, content=content)
     return {f"{split}_rerank": ranked[split] for split in dirs}
 
 

@@ -1,11 +1,13 @@
 """Ranking-stage variants scored on valid only (5-fold cross-validation, counts and models fit on train): why the
-benchmark's ranker reads the generative beam and the SID codes, and why it trains for training.ranker.ROUNDS rounds.
+benchmark's ranker reads the generative beam, the SID codes and the content neighbours, and why it trains for
+training.ranker.ROUNDS rounds.
 
     python -m experiments.try_rankers_on_valid runs/benchmark/model_train runs/benchmark/model_train_seed1 ... \
         [--out runs/rankers_on_valid.json]
 
 Decodes valid once with the given models (an ensemble when several; beam serving.beam_size), then scores:
 - the adopted ranker (beam + counts + SID codes, ROUNDS rounds) and the same with 100 / 300 rounds;
+- each with and without the content source and features (runtime.content; the SIDs' content encoder);
 - without the model (count candidates + SID codes), and without either (the benchmark's baseline row);
 - the ensemble's beam alone, for reference.
 Test is never read.
@@ -18,9 +20,11 @@ import json
 from pathlib import Path
 
 from components.config import PROJECT_ROOT, load_config
+from components.data.ingest import read_catalog_for
 from components.data.splits import load_splits
 from components.metrics import hit_rate_ndcg
 from components.runtime.candidates import ItemStats, candidate_rows, sid_codes
+from components.runtime.content import ContentIndex
 from components.runtime.recommender import SID_MAP_DIR
 from components.sids.sidmap import SidMap
 from components.training.ranker import ROUNDS, cross_validated
@@ -41,9 +45,16 @@ def main() -> None:
     histories = [list(h) for h in valid["history"]]
     targets = valid["target"].astype(str).tolist()
     stats = ItemStats.from_examples(train["history"], train["target"])
+    content = ContentIndex.from_catalog(read_catalog_for(cfg), cfg.sids.content_encoder)
 
-    def cv(with_model: bool, with_sids: bool, rounds: int = ROUNDS) -> dict:
-        rows = candidate_rows(histories, stats, beams if with_model else None, codes if with_sids else None)
+    def cv(with_model: bool, with_sids: bool, rounds: int = ROUNDS, with_content: bool = False) -> dict:
+        rows = candidate_rows(
+            histories,
+            stats,
+            beams if with_model else None,
+            codes if with_sids else None,
+            content=content if with_content else None,
+        )
         ranked = cross_validated(rows, targets, max(KS), rounds=rounds)
         recall = sum(t in items for (items, _), t in zip(rows, targets, strict=True)) / len(rows)
         metrics = hit_rate_ndcg([[i for i, _ in row] for row in ranked], targets, KS)
@@ -56,12 +67,15 @@ def main() -> None:
         "beam + counts + SID codes, 300 rounds": cv(True, True, 300),
         "counts + SID codes (no model)": cv(False, True),
         "counts only (the baseline row)": cv(False, False),
+        "beam + counts + SID codes + content": cv(True, True, with_content=True),
+        "counts + SID codes + content (no model)": cv(False, True, with_content=True),
+        "counts + content (no model)": cv(False, False, with_content=True),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"models": [str(d) for d in args.model_dirs], "valid_5fold": results}, indent=2))
     for name, row in results.items():
         recall = row.get("candidate_recall", "-")
-        print(f"{name:46s} HR@10 {row['HR@10']:.4f}  NDCG@10 {row['NDCG@10']:.4f}  candidate recall {recall}")
+        print(f"{name:48s} HR@10 {row['HR@10']:.4f}  NDCG@10 {row['NDCG@10']:.4f}  candidate recall {recall}")
 
 
 if __name__ == "__main__":

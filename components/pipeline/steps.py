@@ -35,6 +35,7 @@ from components.reasoning.thinkahead import shard_users, write_prefixes
 from components.reasoning.thinkahead import think_ahead as think_ahead_users
 from components.reasoning.train import train_reasoning
 from components.runtime.candidates import sid_codes
+from components.runtime.content import ContentIndex
 from components.runtime.ranker import DIR_NAME as RANKER_DIR
 from components.runtime.recommender import MODEL_INFO_FILE, SID_MAP_DIR, Recommender
 from components.serving.export import export_triton_repository
@@ -270,9 +271,8 @@ def train(
         model_dir = align_model(cfg, model_dir, rows["train"], rows["select"], _run_dir(cfg, "model_aligned"))
     ranker = None
     if cfg.serving.ranker:
-        ranker = learn_served_ranker(
-            cfg, model_dir, rows["train"], rows["select"], pd.concat(list(rows.values()), ignore_index=True)
-        )
+        serve = pd.concat(list(rows.values()), ignore_index=True)
+        ranker = learn_served_ranker(cfg, model_dir, rows["train"], rows["select"], serve, catalog)
     info = json.loads((model_dir / "sidrec_model.json").read_text())
     metadata = {**info, "examples_version": examples_version, "curated_version": curated_version}
     version = store.publish("model_candidate", model_dir, metadata=metadata)
@@ -300,13 +300,17 @@ def _warm_start(cfg: Config, store: ArtifactStore, sidmap: SidMap) -> Path | Non
 
 
 def learn_served_ranker(
-    cfg: Config, model_dir: Path, fit: pd.DataFrame, rank: pd.DataFrame, serve: pd.DataFrame
+    cfg: Config, model_dir: Path, fit: pd.DataFrame, rank: pd.DataFrame, serve: pd.DataFrame, catalog: pd.DataFrame
 ) -> dict:
     """The ranking stage of a freshly trained model, written into its ranker/ so that promotion and export carry
     it: learnt on `rank` rows with counts from `fit` rows and the model's beams of serving.beam_size, serving
-    counts from `serve`. Returns its cross-validated metrics on the rank rows."""
+    counts from `serve`; with serving.ranker_content also the catalog's content neighbours. Returns its
+    cross-validated metrics on the rank rows."""
     recommender = Recommender.from_pretrained(model_dir, device=cfg.train.device, beam_size=cfg.serving.beam_size)
-    artifact = fit_ranker(fit, rank, serve, recommender, cfg.serving.beam_size, cfg.eval.batch_size, tuple(cfg.eval.ks))
+    content = ContentIndex.from_catalog(catalog, cfg.sids.content_encoder) if cfg.serving.ranker_content else None
+    artifact = fit_ranker(
+        fit, rank, serve, recommender, cfg.serving.beam_size, cfg.eval.batch_size, tuple(cfg.eval.ks), content
+    )
     artifact.save(model_dir / RANKER_DIR)
     return artifact.meta["cross_validated"]
 

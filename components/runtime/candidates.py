@@ -7,7 +7,9 @@ Sources, per row (user history h, most recent last):
 - "nearby": items bought two to `window` purchases after one of the last `window` items (counted from training
   examples whose history holds that item 2..window places before the target), weighted by distance (top 20);
 - two-step successors: sum over the last item's successors j of P(j | last) P(i | j) (top 20);
-- the 20 most bought items, and the last `window` items of the history itself (repeat purchases).
+- the 20 most bought items, and the last `window` items of the history itself (repeat purchases);
+- with a runtime.content.ContentIndex: the 20 items nearest in content to the history (the rows no count reaches
+  get candidates that read like what the user bought), and every candidate's content similarity as features.
 Counts come from training examples only (ItemStats.from_examples), so features of valid rows are fit on train
 and features of test rows on train + valid, as every baseline is.
 """
@@ -22,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from components.runtime.content import ContentIndex
 
 MODEL_FEATURES = ("model_logp", "model_logp_gap", "model_rank")
 COUNT_FEATURES = (
@@ -40,13 +44,20 @@ COUNT_FEATURES = (
     "last_rank",
 )
 SID_FEATURES = ("same_first_code_as_last", "same_prefix_as_last", "first_code_share_of_history")
+CONTENT_FEATURES = ("content_history", "content_last")
+CONTENT_CANDIDATES = 20
 NOT_IN_BEAM_RANK = 60  # model_rank of a candidate the beam did not produce
 ABSENT_POSITION = 100  # history_position / last_rank of an item that is not there
 
 
-def feature_names(with_model: bool, with_sids: bool) -> list[str]:
+def feature_names(with_model: bool, with_sids: bool, with_content: bool = False) -> list[str]:
     """Column names of candidate_features' matrix for these switches, in order."""
-    return [*(MODEL_FEATURES if with_model else ()), *COUNT_FEATURES, *(SID_FEATURES if with_sids else ())]
+    return [
+        *(MODEL_FEATURES if with_model else ()),
+        *COUNT_FEATURES,
+        *(SID_FEATURES if with_sids else ()),
+        *(CONTENT_FEATURES if with_content else ()),
+    ]
 
 
 @dataclass
@@ -125,6 +136,7 @@ def candidate_features(
     codes: dict[str, tuple[int, ...]] | None = None,
     eligible: Callable[[str], bool] | None = None,
     include: Sequence[str] = (),
+    content: ContentIndex | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """One row's candidates and their feature matrix [n_candidates, len(feature_names(...))].
 
@@ -133,6 +145,7 @@ def candidate_features(
     by `eligible` (e.g. inside the row's think-ahead prefixes) join from the count sources; beam items, already
     decoded under those rules, are always kept, and so are the `include` items (after the beam's, in their order):
     items another stage asks the features of, whatever the sources say about them.
+    content: the catalog's content embeddings (None: no content source or features).
     """
     history = [str(item) for item in history]
     last = history[-1] if history else None
@@ -170,6 +183,7 @@ def candidate_features(
         *_top(two_step, 20),
         *stats.most_bought(20),
         *reversed(history[-window:]),
+        *(item for item, _ in (content.neighbours(history, CONTENT_CANDIDATES) if content is not None else ())),
     ]
     for item in pooled:
         if item not in seen and (codes is None or item in codes) and (eligible is None or eligible(item)):
@@ -211,8 +225,12 @@ def candidate_features(
                 first_codes.get(code[0], 0) / len(history) if code is not None and history else 0.0,
             ]
         rows.append(row)
-    width = len(feature_names(beam is not None, codes is not None))
-    return items, np.asarray(rows, dtype=np.float32).reshape(len(items), width)
+    width = len(feature_names(beam is not None, codes is not None, content is not None))
+    matrix = np.asarray(rows, dtype=np.float32).reshape(len(items), width - len(CONTENT_FEATURES) * bool(content))
+    if content is not None:
+        similar = [content.similarity(content.query(h), items) for h in (history, history[-1:])]
+        matrix = np.column_stack([matrix, *similar]).astype(np.float32)
+    return items, matrix
 
 
 def candidate_rows(
@@ -221,6 +239,7 @@ def candidate_rows(
     beams: Sequence[Sequence[tuple[str, float]]] | None = None,
     codes: dict[str, tuple[int, ...]] | None = None,
     eligible: Sequence[Callable[[str], bool] | None] | None = None,
+    content: ContentIndex | None = None,
 ) -> list[tuple[list[str], np.ndarray]]:
     """candidate_features for every history (with its row of `beams` and its `eligible` rule when given)."""
     histories = list(histories)
@@ -235,6 +254,7 @@ def candidate_rows(
             beams[r] if beams is not None else None,
             codes,
             eligible[r] if eligible is not None else None,
+            content=content,
         )
         for r, history in enumerate(histories)
     ]

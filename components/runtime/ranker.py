@@ -20,6 +20,8 @@ import numpy as np
 
 from components.errors import SidrecError
 from components.runtime.candidates import ItemStats, candidate_rows, feature_names, sid_codes
+from components.runtime.content import FILE as CONTENT_FILE
+from components.runtime.content import ContentIndex
 from components.runtime.staging import staged_directory
 
 FORMAT = "sidrec-ranker/1"
@@ -77,11 +79,12 @@ class RankerArtifact:
     with_model: bool
     with_sids: bool
     meta: dict = field(default_factory=dict)
+    content: ContentIndex | None = None  # the catalog's content embeddings: a candidate source and its features
     _codes: tuple[str, dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def features(self) -> list[str]:
-        return feature_names(self.with_model, self.with_sids)
+        return feature_names(self.with_model, self.with_sids, self.content is not None)
 
     def codes_for(self, sidmap) -> dict[str, tuple[int, ...]]:
         """item -> codes of this SID map (cached per map version): the candidates' SID features and the rule
@@ -105,7 +108,9 @@ class RankerArtifact:
         if self.with_sids and sidmap is None:
             raise ValueError("this ranker reads SID codes: pass the served SID map")
         codes = self.codes_for(sidmap) if self.with_sids else None
-        rows = candidate_rows(histories, self.stats, beams if self.with_model else None, codes, eligible)
+        rows = candidate_rows(
+            histories, self.stats, beams if self.with_model else None, codes, eligible, content=self.content
+        )
         return rerank(self.booster, rows, k)
 
     def save(self, directory: Path) -> Path:
@@ -114,12 +119,15 @@ class RankerArtifact:
         with staged_directory(directory) as staging:
             self.booster.save_model(str(staging / MODEL_FILE))
             (staging / STATS_FILE).write_text(json.dumps(stats_to_dict(self.stats)))
+            if self.content is not None:
+                self.content.save(staging)
             meta = {
                 **self.meta,
                 "format": FORMAT,
                 "features": self.features,
                 "with_model": self.with_model,
                 "with_sids": self.with_sids,
+                "with_content": self.content is not None,
                 "model_sha256": _sha256(staging / MODEL_FILE),
             }
             (staging / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
@@ -149,11 +157,21 @@ class RankerArtifact:
         if meta.get("format") != FORMAT:
             raise RankerError(f"{directory / META_FILE}: not a sidrec ranker (expected format {FORMAT!r})")
         with_model, with_sids = bool(meta["with_model"]), bool(meta["with_sids"])
-        if meta.get("features") != feature_names(with_model, with_sids):
+        with_content = bool(meta.get("with_content", False))
+        if meta.get("features") != feature_names(with_model, with_sids, with_content):
             raise RankerError(
                 f"{directory / META_FILE}: learnt on features {meta.get('features')}, this code computes "
-                f"{feature_names(with_model, with_sids)}; learn it again with `sidrec training ranker`"
+                f"{feature_names(with_model, with_sids, with_content)}; learn it again with `sidrec training ranker`"
             )
+        content = None
+        if with_content:
+            try:
+                content = ContentIndex.load(directory)
+            except (OSError, ValueError, KeyError) as exc:
+                raise RankerError(
+                    f"{directory / CONTENT_FILE}: the ranker reads content features but this file is missing or "
+                    f"unreadable ({exc}); learn it again"
+                ) from exc
         model_file = directory / MODEL_FILE
         if meta.get("model_sha256") and _sha256(model_file) != meta["model_sha256"]:
             raise RankerError(f"{model_file}: truncated or altered (sha256 differs from {META_FILE}); learn it again")
@@ -161,5 +179,6 @@ class RankerArtifact:
             booster = lgb.Booster(model_str=model_file.read_text())
         except (lgb.basic.LightGBMError, UnicodeDecodeError) as exc:
             raise RankerError(f"{model_file}: LightGBM cannot read it ({exc}); learn it again") from exc
-        extra = {k: v for k, v in meta.items() if k not in ("format", "features", "with_model", "with_sids")}
-        return cls(booster, stats, with_model, with_sids, extra)
+        known = ("format", "features", "with_model", "with_sids", "with_content")
+        extra = {k: v for k, v in meta.items() if k not in known}
+        return cls(booster, stats, with_model, with_sids, extra, content)

@@ -16,6 +16,7 @@ import typer
 from components.config import load_config
 from components.data.ingest import read_catalog_for
 from components.data.splits import load_split_examples
+from components.runtime.content import ContentIndex
 from components.runtime.recommender import Recommender
 from components.runtime.transitions import FILE_NAME, TransitionTable
 from components.sids.sidmap import SidMap
@@ -112,6 +113,9 @@ def ranker(
         recommender = Recommender.from_pretrained(
             model_dir if len(model_dir) > 1 else model_dir[0], device=cfg.train.device, beam_size=cfg.serving.beam_size
         )
+    content = None
+    if cfg.serving.ranker_content:
+        content = ContentIndex.from_catalog(read_catalog_for(cfg), cfg.sids.content_encoder)
     artifact = fit_ranker(
         fit,
         rank,
@@ -119,6 +123,7 @@ def ranker(
         beam_size=cfg.serving.beam_size,
         batch_size=cfg.eval.batch_size,
         ks=tuple(cfg.eval.ks),
+        content=content,
     )
     artifact.meta.update({"fit_splits": fit_split, "rank_split": rank_split, "models": model_dir or []})
     path = artifact.save(Path(out))

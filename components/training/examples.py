@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from components.config import TrainConfig
+from components.runtime.content import ContentIndex
 from components.runtime.context import context_texts, contexts_of
 from components.runtime.language import format_prompt, parse_sid, sid_of, sid_token
 from components.runtime.transitions import TransitionTable
@@ -81,31 +82,18 @@ def count_teacher(examples: pd.DataFrame, sidmap: SidMap) -> Teacher:
     return teach
 
 
-def content_teacher(item_ids: Sequence[str], vectors: np.ndarray, neighbours: int = 20, decay: float = 0.7) -> Teacher:
-    """The `neighbours` catalog items nearest in content to the history (cosine to the mean of its items'
-    L2-normalised content embeddings, each item weighted `decay` per step back from the end), weighted by their
-    similarity; the history's items and the target left out.
+def content_teacher(index: ContentIndex, neighbours: int = 20) -> Teacher:
+    """The `neighbours` catalog items nearest in content to the history (runtime.content: the newest purchase
+    counts most), weighted by their similarity; the history's items and the target left out.
 
     Why: on 85% of the valid rows no count leads from the history to the target (docs/benchmark.md, segments),
     and there the generator finds the target in its top 10 for 3% of the rows where the history's nearest items
-    in content do for 6-7% (docs/benchmark.md, content neighbours). The SIDs hold content only as a share of their
-    codes, and a 2-layer model learns from ~10k rows which items follow which; this teacher tells it, on every
-    row, which items are like the ones the user bought."""
-    index = {str(item): i for i, item in enumerate(item_ids)}
-    ids = [str(item) for item in item_ids]
-    k = min(neighbours, len(ids))
+    in content do for 6-7%. The SIDs hold content only as a share of their codes, and a 2-layer model learns
+    from ~10k rows which items follow which; this teacher tells it, on every row, which items are like the ones
+    the user bought."""
 
     def teach(history: list[str], target: str) -> Mapping[str, float]:
-        rows = [index[str(item)] for item in history if str(item) in index]
-        if not rows or k <= 0:
-            return {}
-        weights = decay ** np.arange(len(rows) - 1, -1, -1, dtype=np.float64)
-        scores = vectors @ (weights @ vectors[rows]).astype(vectors.dtype) / weights.sum()
-        scores[rows] = -np.inf
-        if target in index:
-            scores[index[target]] = -np.inf
-        top = np.argpartition(-scores, k - 1)[:k]
-        return {ids[i]: float(scores[i]) for i in top if scores[i] > 0}
+        return dict(index.neighbours(history, neighbours, exclude=[target]))
 
     return teach
 

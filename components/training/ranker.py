@@ -19,6 +19,7 @@ import pandas as pd
 
 from components.metrics import hit_rate_ndcg
 from components.runtime.candidates import ItemStats, candidate_rows, sid_codes
+from components.runtime.content import ContentIndex
 from components.runtime.ranker import RankerArtifact, Row, rerank
 from components.runtime.recommender import Recommender
 
@@ -77,13 +78,15 @@ def learn_ranker(
     beams: list | None = None,
     codes: dict[str, tuple[int, ...]] | None = None,
     ks: tuple[int, ...] = (3, 5, 10),
+    content: ContentIndex | None = None,
 ) -> tuple[object, dict]:
     """(LightGBM booster, meta) learnt on the `rank` rows' candidates, counted from `fit` examples (and the rows'
-    beams / SID codes when given); meta holds the rows' 5-fold cross-validated metrics ("cross_validated"), the
-    candidates' recall and the fit's seconds. The benchmark and fit_ranker both learn through here."""
+    beams / SID codes / content embeddings when given); meta holds the rows' 5-fold cross-validated metrics
+    ("cross_validated"), the candidates' recall and the fit's seconds. The benchmark and fit_ranker both learn
+    through here."""
     stats = ItemStats.from_examples(fit["history"], fit["target"])
     targets = rank["target"].astype(str).tolist()
-    rows = candidate_rows([list(h) for h in rank["history"]], stats, beams, codes)
+    rows = candidate_rows([list(h) for h in rank["history"]], stats, beams, codes, content=content)
     cv = cross_validated(rows, targets, max(ks))
     t0 = time.perf_counter()
     booster = train_ranker(rows, targets)
@@ -104,27 +107,32 @@ def fit_ranker(
     beam_size: int = 20,
     batch_size: int = 16,
     ks: tuple[int, ...] = (3, 5, 10),
+    content: ContentIndex | None = None,
 ) -> RankerArtifact:
     """A ranker learnt on `rank` rows (module docstring; learn_ranker), serving counts from `serve` examples
     (default: fit + rank). Without a recommender it ranks co-occurrence candidates only and reads no SID codes;
     with one, it reads the recommender's beam of `beam_size` (the served beam size: the Recommender refuses a
-    ranker learnt with another)."""
+    ranker learnt with another). With `content` (the catalog's content embeddings) it pools the history's
+    content neighbours and reads content similarities, and serves them from its directory."""
     serve = pd.concat([fit, rank], ignore_index=True) if serve is None else serve
     beams, codes = None, None
     if recommender is not None:
         histories = [list(h) for h in rank["history"]]
         beams = recommender.generate(histories, beam_size, batch_size=batch_size)
         codes = sid_codes(recommender.sidmap)
-    booster, meta = learn_ranker(fit, rank, beams, codes, ks)
+    booster, meta = learn_ranker(fit, rank, beams, codes, ks, content)
     meta.update(
         {
             "serve_examples": len(serve),
             "model_version": recommender.model_version if recommender is not None else None,
             "sid_version": recommender.sidmap.version if recommender is not None else None,
             "beam_size": beam_size,
+            "content_items": len(content.item_ids) if content is not None else 0,
             "rounds": ROUNDS,
             "params": PARAMS,
         }
     )
     served = ItemStats.from_examples(serve["history"], serve["target"])
-    return RankerArtifact(booster, served, with_model=beams is not None, with_sids=codes is not None, meta=meta)
+    return RankerArtifact(
+        booster, served, with_model=beams is not None, with_sids=codes is not None, meta=meta, content=content
+    )

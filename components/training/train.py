@@ -26,6 +26,7 @@ from components.logs import progress
 from components.metrics import hit_rate_ndcg
 from components.runtime.backbone import decoder_and_head, load_backbone, neutral_generation_config, token_logits
 from components.runtime.beam import softmax_kind
+from components.runtime.content import ContentIndex
 from components.runtime.context import contexts_of
 from components.runtime.language import item_token_map, sid_token_ids
 from components.runtime.recommender import (
@@ -618,11 +619,8 @@ def distillation_teachers(
     if cfg.train.count_distill > 0:
         teachers.append((count_teacher(examples, sidmap), cfg.train.count_distill))
     if cfg.train.content_distill > 0:
-        from components.sids.embeddings import content_embeddings
-
-        vectors = content_embeddings(catalog, cfg.sids.content_encoder)
-        items = catalog["item_id"].astype(str).tolist()
-        teachers.append((content_teacher(items, vectors, cfg.train.content_neighbours), cfg.train.content_distill))
+        index = ContentIndex.from_catalog(catalog, cfg.sids.content_encoder)
+        teachers.append((content_teacher(index, cfg.train.content_neighbours), cfg.train.content_distill))
     return teachers
 
 

@@ -8,6 +8,7 @@ from components.config import load_config
 from components.data.readers import write_table
 from components.data.splits import examples_from_events
 from components.data.synthetic import generate_synthetic
+from components.runtime.content import ContentIndex
 from components.sids.build import build_sids
 from experiments import benchmark
 
@@ -37,7 +38,8 @@ def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ra
     cfg, sidmap, catalog, splits = _world(
         tmp_path, benchmark={"ensemble_size": 2, "ensemble_jobs": 2, "blend_transitions": True, "rerank": True}
     )
-    out = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run")
+    content = ContentIndex.from_catalog(catalog, "hashing")  # the ranker's content source (serving.ranker_content)
+    out = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run", content=content)
     for split in ("valid", "test"):
         for row in (split, f"{split}_ensemble", f"{split}_blend", f"{split}_rerank"):
             assert 0.0 <= out[row]["HR@10"] <= 1.0 and out[row]["invalid_rate"] == 0.0
@@ -56,7 +58,7 @@ def test_benchmark_generative_scores_the_model_the_ensemble_the_blend_and_the_ra
         raise AssertionError("a finished model was trained again")
 
     monkeypatch.setattr(benchmark, "train_model", no_training)
-    again = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run")
+    again = benchmark.benchmark_generative(cfg, sidmap, catalog, splits, tmp_path / "run", content=content)
     assert again["test_ensemble"]["HR@10"] == out["test_ensemble"]["HR@10"]
     assert again["valid_blend"] == out["valid_blend"]
 

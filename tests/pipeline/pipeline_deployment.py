@@ -50,7 +50,13 @@ def write_tiny_deployment(root: Path, seed: int, max_steps: int, eval_examples: 
             "rationale_examples": 200,
             "gate_examples": 30,
         },
-        "serving": {"beam_size": 10, "model_repository": str(root / "triton_repo"), "ranker": True, "kind": "cpu"},
+        "serving": {
+            "beam_size": 10,
+            "model_repository": str(root / "triton_repo"),
+            "ranker": True,
+            "ranker_content": True,  # the content index travels in the exported ranker and Triton serves it
+            "kind": "cpu",
+        },
         # no timed runs: a test triggers the first DAG itself, the rest follow by their assets
         "schedules": {"features": None, "training": None, "reasoning": None},
     }

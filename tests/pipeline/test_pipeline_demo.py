@@ -38,6 +38,8 @@ def test_demo_runs_every_stage_and_serves_three_users_through_triton(tmp_path, c
         items = [item["item_id"] for item in answer["items"]]
         assert len(items) == 5 and len(set(items)) == 5 and set(items) <= catalog, (user, answer)
         assert answer["items"][0]["source"].startswith("triton"), answer  # served by the model, not a fallback
+    # the served ranking stage reads content neighbours (serving.ranker_content): their index went to Triton
+    assert list((tmp_path / "triton_repo").glob("*/*/ranker/content.npz"))
     saved = json.loads((tmp_path / "runs" / "demo_report.json").read_text())
     assert list(saved) == names and saved["recommendations"].keys() == answers.keys()
     out = capsys.readouterr().out

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from components.cli import app
 from components.runtime.candidates import ItemStats, candidate_rows, sid_codes
+from components.runtime.content import ContentIndex
 from components.runtime.ranker import RankerArtifact, RankerError
 from components.runtime.recommender import Recommender, RecommenderError, servable
 from components.training.ranker import train_ranker
@@ -133,3 +134,26 @@ def test_cli_trains_a_ranker_and_scores_it(tiny_sid_model, tiny_model_dir, tmp_p
         scores[bool(extra)] = json.loads(result.output[result.output.index("{") :])
     assert scores[True]["HR@3"] == 1.0 and scores[True]["invalid_rate"] == 0.0
     assert scores[False]["HR@3"] < 0.5
+
+
+def test_a_ranker_with_content_serves_it_from_its_directory(ranked_setup, tmp_path):
+    """The content embeddings travel in the ranker's directory (export copies it whole); a directory that lost
+    them is named, not served with zero similarities."""
+    model, tokenizer, sidmap, stats, histories, successors, _ = ranked_setup
+    rng = np.random.default_rng(3)
+    content = ContentIndex(sidmap.item_ids, rng.normal(size=(len(sidmap.item_ids), 16)))
+    beams = Recommender([model], tokenizer, sidmap, beam_size=10).recommend(histories, 10)
+    rows = candidate_rows(histories, stats, beams, sid_codes(sidmap), content=content)
+    targets = [successors[h[-1]] for h in histories]
+    ranker = RankerArtifact(
+        train_ranker(rows, targets, rounds=20), stats, True, True, meta={"beam_size": 10}, content=content
+    )
+    assert ranker.features[-2:] == ["content_history", "content_last"]
+    path = ranker.save(tmp_path / "ranker")
+    loaded = RankerArtifact.load(path)
+    assert loaded.content is not None and loaded.content.item_ids == content.item_ids
+    served = Recommender([model], tokenizer, sidmap, beam_size=10, ranker=loaded).recommend(histories[:4], 5)
+    assert served == Recommender([model], tokenizer, sidmap, beam_size=10, ranker=ranker).recommend(histories[:4], 5)
+    (path / "content.npz").unlink()
+    with pytest.raises(RankerError, match="content.npz"):
+        RankerArtifact.load(path)

@@ -11,6 +11,7 @@ import torch
 
 from components.config import load_config
 from components.runtime.backbone import load_backbone
+from components.runtime.content import ContentIndex
 from components.runtime.language import format_prompt, sid_of, sid_token, sid_token_ids
 from components.sids.sidmap import SidMap
 from components.training.examples import (
@@ -111,23 +112,24 @@ def test_count_content_and_sibling_shares_must_leave_the_target_a_share():
 CONTENT_IDS = ["a", "b", "c", "d", "x"]
 CONTENT = np.array([[1.0, 0.0], [0.8, 0.6], [0.6, 0.8], [0.0, 1.0], [0.9, 0.1]], dtype=np.float32)
 CONTENT /= np.linalg.norm(CONTENT, axis=1, keepdims=True)
+INDEX = ContentIndex(CONTENT_IDS, CONTENT)
 
 
 def test_content_teacher_weights_the_nearest_items_by_similarity_leaving_the_history_and_target_out():
-    teach = content_teacher(CONTENT_IDS, CONTENT, neighbours=2)
+    teach = content_teacher(INDEX, neighbours=2)
     assert teach(["a"], "b") == pytest.approx({"x": float(CONTENT[4] @ CONTENT[0]), "c": 0.6})
     # the newest item counts most: after d then a the query leans to a, after a then d to d
     recent_a, recent_d = teach(["d", "a"], "x"), teach(["a", "d"], "x")
     assert set(recent_a) == set(recent_d) == {"b", "c"}
     assert recent_a["b"] > recent_a["c"] and recent_d["c"] > recent_d["b"]
-    assert teach(["unknown"], "a") == {} and content_teacher(CONTENT_IDS, CONTENT, neighbours=1)(["b"], "a") == {
+    assert teach(["unknown"], "a") == {} and content_teacher(INDEX, neighbours=1)(["b"], "a") == {
         "c": pytest.approx(float(CONTENT[2] @ CONTENT[1]))
     }
 
 
 def test_content_and_count_teachers_add_their_shares_level_by_level():
     rows = _rows((["a"], "b"), (["x", "a"], "b"), (["a"], "c"), (["a"], "d"), (["b"], "a"))
-    content = content_teacher(CONTENT_IDS, CONTENT, neighbours=3)
+    content = content_teacher(INDEX, neighbours=3)
     both = distilled_soft_targets(rows, SIDMAP, [(count_teacher(rows, SIDMAP), 0.2), (content, 0.3)])
     alone = distilled_soft_targets(rows, SIDMAP, [(content, 0.3)])
     levels = both[(format_prompt(["a"], SIDMAP), sid_of(SIDMAP, "b"))]

@@ -13,6 +13,7 @@ from components.data.synthetic import generate_synthetic
 from components.evaluation.baselines import MostPopular
 from components.metrics import hit_rate_ndcg
 from components.runtime.candidates import ItemStats, candidate_features, candidate_rows, feature_names
+from components.runtime.content import ContentIndex
 from components.runtime.ranker import rerank
 from components.training.ranker import cross_validated, train_ranker
 from experiments.rerank import score_ranker
@@ -113,3 +114,52 @@ def test_score_ranker_beats_popularity_on_sequential_data():
     pop = hit_rate_ndcg(MostPopular().fit(fits["test"]).recommend(histories, 10), targets, [10])
     assert out["test"]["HR@10"] > pop["HR@10"] + 0.05
     assert 0.0 < out["valid"]["HR@10"] <= 1.0 and out["valid"]["train_seconds"] >= 0.0
+
+
+def _twins(n_pairs: int, seed: int) -> ContentIndex:
+    """Items i0..i{2n-1} where i(2k) and i(2k+1) are content twins (near-identical random vectors)."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n_pairs, 32))
+    vectors = np.repeat(base, 2, axis=0) + 0.05 * rng.normal(size=(2 * n_pairs, 32))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return ContentIndex([f"i{j}" for j in range(2 * n_pairs)], vectors)
+
+
+def test_candidate_features_pool_the_content_neighbours_and_read_their_similarity():
+    content = _twins(20, 0)
+    stats = ItemStats.from_examples([["i0"]], ["i5"])
+    codes = {f"i{j}": (j, 0, 0) for j in range(40) if j != 3}  # i3 is not servable
+    items, x = candidate_features(["i0"], stats, None, codes, content=content)
+    names = feature_names(with_model=False, with_sids=True, with_content=True)
+    assert names[-2:] == ["content_history", "content_last"] and x.shape == (len(items), len(names))
+    assert "i1" in items and "i5" in items and "i3" not in items  # the twin joins; the map's rule holds
+    twin = dict(zip(names, x[items.index("i1")], strict=True))
+    other = dict(zip(names, x[items.index("i5")], strict=True))
+    assert twin["content_history"] > 0.9 and twin["content_last"] == pytest.approx(twin["content_history"])
+    assert other["content_history"] < twin["content_history"]
+    _, plain = candidate_features(["i0"], stats, None, codes)
+    assert plain.shape[1] == len(names) - 2
+    empty_items, empty = candidate_features([], ItemStats(), None, None, content=content)
+    assert empty_items == [] and empty.shape == (0, len(feature_names(False, False, True)))
+
+
+def test_score_ranker_finds_targets_no_count_reaches_through_their_content():
+    """Each user buys an item and then its content twin, and no pair repeats: counts cannot know the next item,
+    the content source can."""
+    content = _twins(300, 1)
+    rng = np.random.default_rng(2)
+
+    def rows(pairs):
+        histories, targets = [], []
+        for k in pairs:
+            first, second = (2 * k, 2 * k + 1) if rng.random() < 0.5 else (2 * k + 1, 2 * k)
+            histories.append([f"i{int(rng.integers(600))}", f"i{first}"])
+            targets.append(f"i{second}")
+        return pd.DataFrame({"history": histories, "target": targets})
+
+    order = rng.permutation(300)
+    splits = {"train": rows(order[:100]), "valid": rows(order[100:200]), "test": rows(order[200:])}
+    fits = {"valid": splits["train"], "test": pd.concat([splits["train"], splits["valid"]], ignore_index=True)}
+    assert score_ranker(fits, splits, [10], content=content)["test"]["HR@10"] > 0.9
+    with pytest.raises(ValueError, match="contain its target"):  # the count candidates never hold the target
+        score_ranker(fits, splits, [10])

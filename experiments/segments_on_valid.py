@@ -1,5 +1,6 @@
 """Where the generator wins and loses against counting, on valid only (fit on train): the rows split by what the
-training transitions know about their target, each segment scored for the served models and last-item Markov.
+training transitions know about their target, each segment scored for the served models, last-item Markov and
+the history's nearest items in content (runtime.content, the SIDs' content encoder).
 
     python -m experiments.segments_on_valid runs/select/sv_s0 runs/select/sv_s1 runs/select/sv_s2 \
         [--config configs/benchmark.yaml] [--beam-size 50] [--limit N] [--out runs/segments]
@@ -20,9 +21,11 @@ import json
 from collections.abc import Sequence
 
 from components.config import PROJECT_ROOT
+from components.data.ingest import read_catalog_for
 from components.data.splits import load_split_examples
 from components.evaluation.baselines import LastItemMarkov
 from components.metrics import hit_rate_ndcg
+from components.runtime.content import ContentIndex
 from components.runtime.transitions import TransitionTable
 from experiments.try_decoding_on_valid import decoding_parser, valid_recommender
 
@@ -79,20 +82,21 @@ def main(argv: list[str] | None = None) -> None:
     histories = [[str(i) for i in h] for h in examples["history"]]
     targets = examples["target"].astype(str).tolist()
     model = [[item for item, _ in row] for row in recommender.recommend(histories, K, batch_size=cfg.eval.batch_size)]
-    ranked = {"model": model, "markov": markov.recommend(histories, K)}
+    content = ContentIndex.from_catalog(read_catalog_for(cfg), cfg.sids.content_encoder)
+    neighbours = [[item for item, _ in content.neighbours(h, K)] for h in histories]
+    ranked = {"model": model, "markov": markov.recommend(histories, K), "content": neighbours}
     result = segment_table(histories, targets, ranked, markov.table)  # the segments read Markov's own counts
     out = PROJECT_ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     record = {"models": args.model_dirs, "beam_size": recommender.beam_size, "rows": len(targets), "segments": result}
     (out / "segments.json").write_text(json.dumps(record, indent=2))
-    print(f"| segment | rows | share | model HR@{K} / NDCG@{K} | Markov HR@{K} / NDCG@{K} |")
-    print("|---|---|---|---|---|")
+    print(
+        f"| segment | rows | share | model HR@{K} / NDCG@{K} | Markov HR@{K} / NDCG@{K} | content HR@{K} / NDCG@{K} |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, entry in result.items():
-        m, b = entry["model"], entry["markov"]
-        print(
-            f"| {name} | {entry['rows']} | {entry['share']:.3f} | {m[f'HR@{K}']:.4f} / {m[f'NDCG@{K}']:.4f} "
-            f"| {b[f'HR@{K}']:.4f} / {b[f'NDCG@{K}']:.4f} |"
-        )
+        cells = " | ".join(f"{entry[w][f'HR@{K}']:.4f} / {entry[w][f'NDCG@{K}']:.4f}" for w in ranked)
+        print(f"| {name} | {entry['rows']} | {entry['share']:.3f} | {cells} |")
 
 
 if __name__ == "__main__":

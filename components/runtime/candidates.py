@@ -225,8 +225,8 @@ def candidate_features(
                 first_codes.get(code[0], 0) / len(history) if code is not None and history else 0.0,
             ]
         rows.append(row)
-    width = len(feature_names(beam is not None, codes is not None, content is not None))
-    matrix = np.asarray(rows, dtype=np.float32).reshape(len(items), width - len(CONTENT_FEATURES) * bool(content))
+    width = len(feature_names(beam is not None, codes is not None))  # the content columns are added below
+    matrix = np.asarray(rows, dtype=np.float32).reshape(len(items), width)
     if content is not None:
         similar = [content.similarity(content.query(h), items) for h in (history, history[-1:])]
         matrix = np.column_stack([matrix, *similar]).astype(np.float32)

@@ -45,9 +45,6 @@ class ContentIndex:
         encoding is reused)."""
         return cls(catalog["item_id"].astype(str).tolist(), content_embeddings(catalog, encoder))
 
-    def __contains__(self, item: str) -> bool:
-        return str(item) in self._rows
-
     def query(self, history: Sequence[str]) -> np.ndarray | None:
         """The history's query vector (module docstring); None when none of its items has an embedding."""
         rows = [self._rows[str(item)] for item in history if str(item) in self._rows]

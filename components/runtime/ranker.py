@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -167,7 +168,7 @@ class RankerArtifact:
         if with_content:
             try:
                 content = ContentIndex.load(directory)
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a truncated npz is a bad zip
                 raise RankerError(
                     f"{directory / CONTENT_FILE}: the ranker reads content features but this file is missing or "
                     f"unreadable ({exc}); learn it again"

@@ -154,6 +154,10 @@ def test_a_ranker_with_content_serves_it_from_its_directory(ranked_setup, tmp_pa
     assert loaded.content is not None and loaded.content.item_ids == content.item_ids
     served = Recommender([model], tokenizer, sidmap, beam_size=10, ranker=loaded).recommend(histories[:4], 5)
     assert served == Recommender([model], tokenizer, sidmap, beam_size=10, ranker=ranker).recommend(histories[:4], 5)
+    data = (path / "content.npz").read_bytes()
+    (path / "content.npz").write_bytes(data[: len(data) // 2])  # truncated: named too, not a zipfile traceback
+    with pytest.raises(RankerError, match="content.npz"):
+        RankerArtifact.load(path)
     (path / "content.npz").unlink()
     with pytest.raises(RankerError, match="content.npz"):
         RankerArtifact.load(path)
